@@ -1,0 +1,172 @@
+import { MalformedMessageError } from './errors.js';
+
+/**
+ * Bounds-checked big-endian reader over a byte range. Every read checks the
+ * remaining length first and throws MalformedMessageError naming `where` and
+ * the absolute offset; nothing else escapes.
+ */
+export class Reader {
+  private pos: number;
+  private readonly end: number;
+  /** Label used in error messages (current payload/structure). */
+  where: string | undefined;
+
+  constructor(
+    readonly buf: Uint8Array,
+    start = 0,
+    end = buf.length,
+    where?: string,
+  ) {
+    if (start < 0 || end > buf.length || start > end) {
+      throw new MalformedMessageError(`range ${start}..${end} outside buffer of ${buf.length}`, start, where);
+    }
+    this.pos = start;
+    this.end = end;
+    this.where = where;
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+  get atEnd(): boolean {
+    return this.pos >= this.end;
+  }
+
+  fail(message: string, at: number = this.pos): never {
+    throw new MalformedMessageError(message, at, this.where);
+  }
+
+  private need(n: number, what: string): void {
+    if (n < 0 || this.end - this.pos < n) {
+      this.fail(`truncated: need ${n} byte(s) for ${what}, have ${this.end - this.pos}`);
+    }
+  }
+
+  u8(what = 'u8'): number {
+    this.need(1, what);
+    return this.buf[this.pos++] as number;
+  }
+  u16(what = 'u16'): number {
+    this.need(2, what);
+    const v = ((this.buf[this.pos] as number) << 8) | (this.buf[this.pos + 1] as number);
+    this.pos += 2;
+    return v;
+  }
+  u32(what = 'u32'): number {
+    this.need(4, what);
+    const b = this.buf;
+    const p = this.pos;
+    const v =
+      ((b[p] as number) * 0x1000000 +
+        (((b[p + 1] as number) << 16) | ((b[p + 2] as number) << 8) | (b[p + 3] as number))) >>>
+      0;
+    this.pos += 4;
+    return v;
+  }
+  /** Returns a copy of the next n bytes (safe to keep after the input buffer is reused). */
+  bytes(n: number, what = 'bytes'): Buffer {
+    this.need(n, what);
+    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return out;
+  }
+  /** Returns a view (no copy) of the next n bytes. */
+  view(n: number, what = 'bytes'): Uint8Array {
+    this.need(n, what);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  rest(what = 'rest'): Buffer {
+    return this.bytes(this.remaining, what);
+  }
+  skip(n: number, what = 'skip'): void {
+    this.need(n, what);
+    this.pos += n;
+  }
+  /** A sub-reader over the next n bytes; this reader advances past them. */
+  sub(n: number, where: string | undefined = this.where): Reader {
+    this.need(n, where ?? 'sub-structure');
+    const r = new Reader(this.buf, this.pos, this.pos + n, where);
+    this.pos += n;
+    return r;
+  }
+  expectEnd(what = 'structure'): void {
+    if (this.pos !== this.end) this.fail(`${this.end - this.pos} trailing byte(s) after ${what}`);
+  }
+}
+
+/** Growable big-endian writer producing canonical bytes. */
+export class Writer {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initial = 256) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.pos++] = v & 0xff;
+    return this;
+  }
+  u16(v: number): this {
+    this.ensure(2);
+    this.buf.writeUInt16BE(v & 0xffff, this.pos);
+    this.pos += 2;
+    return this;
+  }
+  u32(v: number): this {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v >>> 0, this.pos);
+    this.pos += 4;
+    return this;
+  }
+  bytes(b: Uint8Array): this {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+    return this;
+  }
+  zeros(n: number): this {
+    this.ensure(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
+    return this;
+  }
+  /** Reserve n bytes, returning their offset, to be patched later (lengths). */
+  reserve(n: number): number {
+    const at = this.pos;
+    this.zeros(n);
+    return at;
+  }
+  patchU16(at: number, v: number): void {
+    this.buf.writeUInt16BE(v & 0xffff, at);
+  }
+  patchU32(at: number, v: number): void {
+    this.buf.writeUInt32BE(v >>> 0, at);
+  }
+  patchU8(at: number, v: number): void {
+    this.buf[at] = v & 0xff;
+  }
+  /** Returns a copy of the bytes written so far. */
+  finish(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
+}
