@@ -73,7 +73,7 @@ function decodeFrame(pkt: Buffer, linkType: number): Omit<UdpDatagram, 'index' |
     ethType = pkt.readUInt16BE(0);
     p = 20;
   } else if (linkType === 101) {
-    ethType = (pkt[0]! >> 4) === 6 ? 0x86dd : 0x0800;
+    ethType = pkt[0]! >> 4 === 6 ? 0x86dd : 0x0800;
   } else {
     return undefined;
   }
