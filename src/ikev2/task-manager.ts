@@ -1,0 +1,201 @@
+import type { Clock, Timer } from '../util/clock.js';
+import { type RetransmitSchedule, retransmitTimeout } from './retransmit.js';
+
+/**
+ * Message-level view the task manager works with: plaintext payloads of one
+ * exchange. The IKE SA turns these into datagrams (encryption, fragments).
+ */
+export interface OutboundMessage<P> {
+  exchange: number;
+  payloads: P[];
+}
+
+export interface InboundMessage<P> {
+  exchange: number;
+  messageId: number;
+  response: boolean;
+  payloads: P[];
+}
+
+export type TaskOutcome =
+  /** Exchange complete; the next task may start. */
+  | { kind: 'done' }
+  /** Rebuild and resend with the same message ID (IKE_SA_INIT COOKIE / INVALID_KE retries). */
+  | { kind: 'retry' }
+  /** The exchange failed; the task has already recorded why. */
+  | { kind: 'failed'; reason: string };
+
+/** An initiator-side task: builds one request and handles its response. */
+export interface InitiatorTask<P> {
+  readonly name: string;
+  /** Builds the request. May await the kernel (SPI allocation). */
+  build(): Promise<OutboundMessage<P>> | OutboundMessage<P>;
+  onResponse(msg: InboundMessage<P>): Promise<TaskOutcome> | TaskOutcome;
+  /** Retransmissions exhausted, or the SA went away before completion. */
+  onAbort(reason: 'timeout' | 'destroyed'): void;
+  /** Optional per-task schedule (liveness checks use a short one). */
+  readonly retransmit?: RetransmitSchedule;
+}
+
+export interface TaskManagerEnv<P> {
+  clock: Clock;
+  random: () => number;
+  schedule: RetransmitSchedule;
+  /** Encodes and sends; returns the datagrams so retransmits reuse the bytes. */
+  encode(msg: OutboundMessage<P>, messageId: number, response: boolean): Buffer[];
+  send(datagrams: Buffer[]): void;
+  /** Answers a request; the IKE SA dispatches by exchange to responder tasks. */
+  respond(msg: InboundMessage<P>): Promise<OutboundMessage<P>>;
+  /** A task timed out after all retransmits: the IKE SA decides what follows. */
+  onTimeout(task: string): void;
+  onRetransmit?(task: string, attempt: number): void;
+}
+
+interface Active<P> {
+  task: InitiatorTask<P>;
+  messageId: number;
+  datagrams: Buffer[];
+  attempt: number;
+  timer: Timer | undefined;
+}
+
+/**
+ * Owns message IDs and the window (size 1 each way), retransmission, the
+ * cached response for retransmitted requests, and the order tasks run in.
+ * It never decides protocol content: tasks build and process payloads.
+ */
+export class TaskManager<P> {
+  private queue: InitiatorTask<P>[] = [];
+  private active: Active<P> | undefined;
+  private nextOutId: number;
+  private nextInId: number;
+  private lastResponse: { messageId: number; datagrams: Buffer[] } | undefined;
+  private destroyed = false;
+
+  constructor(
+    private readonly env: TaskManagerEnv<P>,
+    ids: { nextOut: number; nextIn: number } = { nextOut: 0, nextIn: 0 },
+  ) {
+    this.nextOutId = ids.nextOut;
+    this.nextInId = ids.nextIn;
+  }
+
+  /** Message IDs for status and checkpoints. */
+  get ids(): { nextOut: number; nextIn: number } {
+    return { nextOut: this.nextOutId, nextIn: this.nextInId };
+  }
+  get busy(): boolean {
+    return this.active !== undefined;
+  }
+  get activeTask(): string | undefined {
+    return this.active?.task.name;
+  }
+  get queued(): readonly string[] {
+    return this.queue.map((t) => t.name);
+  }
+  hasTask(name: string): boolean {
+    return this.active?.task.name === name || this.queue.some((t) => t.name === name);
+  }
+
+  /** Adds a task; `front` puts it ahead of queued ones (e.g. deletes). */
+  async enqueue(task: InitiatorTask<P>, front = false): Promise<void> {
+    if (this.destroyed) {
+      task.onAbort('destroyed');
+      return;
+    }
+    if (front) this.queue.unshift(task);
+    else this.queue.push(task);
+    await this.pump();
+  }
+
+  /** Starts the next task if the window is free. */
+  async pump(): Promise<void> {
+    while (!this.active && !this.destroyed) {
+      const task = this.queue.shift();
+      if (!task) return;
+      await this.start(task, this.nextOutId);
+    }
+  }
+
+  private async start(task: InitiatorTask<P>, messageId: number): Promise<void> {
+    const msg = await task.build();
+    if (this.destroyed) {
+      task.onAbort('destroyed');
+      return;
+    }
+    const datagrams = this.env.encode(msg, messageId, false);
+    this.active = { task, messageId, datagrams, attempt: 0, timer: undefined };
+    this.env.send(datagrams);
+    this.arm();
+  }
+
+  private arm(): void {
+    const a = this.active;
+    if (!a) return;
+    const schedule = a.task.retransmit ?? this.env.schedule;
+    a.timer = this.env.clock.setTimer(retransmitTimeout(schedule, a.attempt, this.env.random), () => {
+      if (this.active !== a) return;
+      if (a.attempt >= schedule.tries) {
+        this.active = undefined;
+        a.task.onAbort('timeout');
+        this.env.onTimeout(a.task.name);
+        return;
+      }
+      a.attempt++;
+      this.env.onRetransmit?.(a.task.name, a.attempt);
+      this.env.send(a.datagrams);
+      this.arm();
+    });
+  }
+
+  /** A response arrived (already authenticated and decoded by the IKE SA). */
+  async onResponse(msg: InboundMessage<P>): Promise<'handled' | 'unexpected'> {
+    const a = this.active;
+    if (!a || msg.messageId !== a.messageId) return 'unexpected';
+    a.timer?.cancel();
+    const outcome = await a.task.onResponse(msg);
+    if (this.active !== a) return 'handled';
+    this.active = undefined;
+    if (outcome.kind === 'retry') {
+      await this.start(a.task, a.messageId);
+      return 'handled';
+    }
+    this.nextOutId = (a.messageId + 1) >>> 0;
+    await this.pump();
+    return 'handled';
+  }
+
+  /**
+   * A request arrived. Returns 'retransmit' when it repeats the last one
+   * (the cached response was resent), 'ignored' when its ID is out of window.
+   */
+  async onRequest(msg: InboundMessage<P>): Promise<'answered' | 'retransmit' | 'ignored'> {
+    if (this.lastResponse && msg.messageId === this.lastResponse.messageId) {
+      this.env.send(this.lastResponse.datagrams);
+      return 'retransmit';
+    }
+    if (msg.messageId !== this.nextInId) return 'ignored';
+    const reply = await this.env.respond(msg);
+    const datagrams = this.env.encode(reply, msg.messageId, true);
+    this.lastResponse = { messageId: msg.messageId, datagrams };
+    this.nextInId = (msg.messageId + 1) >>> 0;
+    if (!this.destroyed) this.env.send(datagrams);
+    return 'answered';
+  }
+
+  /** True if the message ID belongs to a request we already answered. */
+  isRetransmittedRequest(messageId: number): boolean {
+    return this.lastResponse?.messageId === messageId;
+  }
+
+  /** Cancels timers and aborts all tasks. Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const a = this.active;
+    this.active = undefined;
+    a?.timer?.cancel();
+    a?.task.onAbort('destroyed');
+    for (const t of this.queue.splice(0)) t.onAbort('destroyed');
+  }
+}
