@@ -1,0 +1,400 @@
+/**
+ * IKEv2 protocol constants (RFC 7296 and the IANA "IKEv2 Parameters" registry),
+ * as `as const` maps so each value has one source and a name for logs.
+ * Our own limits (fragment counts, sizes) live next to the code that enforces them.
+ */
+
+export const EXCHANGE = {
+  IKE_SA_INIT: 34,
+  IKE_AUTH: 35,
+  CREATE_CHILD_SA: 36,
+  INFORMATIONAL: 37,
+  IKE_SESSION_RESUME: 38,
+  GSA_AUTH: 39,
+  GSA_REGISTRATION: 40,
+  GSA_REKEY: 41,
+  GSA_INBAND_REKEY: 42,
+  IKE_INTERMEDIATE: 43,
+  IKE_FOLLOWUP_KE: 44,
+} as const;
+
+export const PAYLOAD = {
+  NONE: 0,
+  SA: 33,
+  KE: 34,
+  IDi: 35,
+  IDr: 36,
+  CERT: 37,
+  CERTREQ: 38,
+  AUTH: 39,
+  NONCE: 40,
+  NOTIFY: 41,
+  DELETE: 42,
+  VENDOR: 43,
+  TSi: 44,
+  TSr: 45,
+  SK: 46,
+  CP: 47,
+  EAP: 48,
+  GSPM: 49,
+  IDg: 50,
+  GSA: 51,
+  KD: 52,
+  SKF: 53,
+  PS: 54,
+} as const;
+
+export const TRANSFORM_TYPE = {
+  ENCR: 1,
+  PRF: 2,
+  INTEG: 3,
+  KE: 4,
+  ESN: 5,
+  ADDKE1: 6,
+  ADDKE2: 7,
+  ADDKE3: 8,
+  ADDKE4: 9,
+  ADDKE5: 10,
+  ADDKE6: 11,
+  ADDKE7: 12,
+} as const;
+
+export const ENCR = {
+  DES_IV64: 1,
+  DES: 2,
+  '3DES': 3,
+  RC5: 4,
+  IDEA: 5,
+  CAST: 6,
+  BLOWFISH: 7,
+  '3IDEA': 8,
+  DES_IV32: 9,
+  NULL: 11,
+  AES_CBC: 12,
+  AES_CTR: 13,
+  AES_CCM_8: 14,
+  AES_CCM_12: 15,
+  AES_CCM_16: 16,
+  AES_GCM_8: 18,
+  AES_GCM_12: 19,
+  AES_GCM_16: 20,
+  NULL_AUTH_AES_GMAC: 21,
+  CAMELLIA_CBC: 23,
+  CAMELLIA_CTR: 24,
+  CAMELLIA_CCM_8: 25,
+  CAMELLIA_CCM_12: 26,
+  CAMELLIA_CCM_16: 27,
+  CHACHA20_POLY1305: 28,
+  AES_CCM_8_IIV: 29,
+  AES_GCM_16_IIV: 30,
+  CHACHA20_POLY1305_IIV: 31,
+  KUZNYECHIK_MGM_KTREE: 32,
+  MAGMA_MGM_KTREE: 33,
+  KUZNYECHIK_MGM_MAC_KTREE: 34,
+  MAGMA_MGM_MAC_KTREE: 35,
+} as const;
+
+export const PRF = {
+  HMAC_MD5: 1,
+  HMAC_SHA1: 2,
+  HMAC_TIGER: 3,
+  AES128_XCBC: 4,
+  HMAC_SHA2_256: 5,
+  HMAC_SHA2_384: 6,
+  HMAC_SHA2_512: 7,
+  AES128_CMAC: 8,
+  HMAC_STREEBOG_512: 9,
+} as const;
+
+export const INTEG = {
+  NONE: 0,
+  HMAC_MD5_96: 1,
+  HMAC_SHA1_96: 2,
+  DES_MAC: 3,
+  KPDK_MD5: 4,
+  AES_XCBC_96: 5,
+  HMAC_MD5_128: 6,
+  HMAC_SHA1_160: 7,
+  AES_CMAC_96: 8,
+  AES_128_GMAC: 9,
+  AES_192_GMAC: 10,
+  AES_256_GMAC: 11,
+  HMAC_SHA2_256_128: 12,
+  HMAC_SHA2_384_192: 13,
+  HMAC_SHA2_512_256: 14,
+} as const;
+
+/** Key exchange methods (formerly Diffie-Hellman groups), transform type 4. */
+export const KE_METHOD = {
+  NONE: 0,
+  MODP768: 1,
+  MODP1024: 2,
+  MODP1536: 5,
+  MODP2048: 14,
+  MODP3072: 15,
+  MODP4096: 16,
+  MODP6144: 17,
+  MODP8192: 18,
+  ECP256: 19,
+  ECP384: 20,
+  ECP521: 21,
+  MODP1024_S160: 22,
+  MODP2048_S224: 23,
+  MODP2048_S256: 24,
+  ECP192: 25,
+  ECP224: 26,
+  BRAINPOOL_P224R1: 27,
+  BRAINPOOL_P256R1: 28,
+  BRAINPOOL_P384R1: 29,
+  BRAINPOOL_P512R1: 30,
+  CURVE25519: 31,
+  CURVE448: 32,
+  GOST3410_2012_256: 33,
+  GOST3410_2012_512: 34,
+  ML_KEM_512: 35,
+  ML_KEM_768: 36,
+  ML_KEM_1024: 37,
+} as const;
+
+export const ESN = { NO_ESN: 0, ESN: 1 } as const;
+
+export const TRANSFORM_ATTR = { KEY_LENGTH: 14 } as const;
+
+export const PROTOCOL = { NONE: 0, IKE: 1, AH: 2, ESP: 3, FC_ESP_HEADER: 4, FC_CT_AUTHENTICATION: 5 } as const;
+
+export const ID_TYPE = {
+  IPV4_ADDR: 1,
+  FQDN: 2,
+  RFC822_ADDR: 3,
+  IPV6_ADDR: 5,
+  DER_ASN1_DN: 9,
+  DER_ASN1_GN: 10,
+  KEY_ID: 11,
+  FC_NAME: 12,
+  NULL: 13,
+} as const;
+
+export const AUTH_METHOD = {
+  RSA_SIG: 1,
+  SHARED_KEY_MIC: 2,
+  DSS_SIG: 3,
+  ECDSA_SHA256_P256: 9,
+  ECDSA_SHA384_P384: 10,
+  ECDSA_SHA512_P521: 11,
+  GSPAM: 12,
+  NULL: 13,
+  DIGITAL_SIGNATURE: 14,
+} as const;
+
+export const CERT_ENCODING = {
+  PKCS7_X509: 1,
+  PGP: 2,
+  DNS_SIGNED_KEY: 3,
+  X509_SIGNATURE: 4,
+  KERBEROS_TOKEN: 6,
+  CRL: 7,
+  ARL: 8,
+  SPKI: 9,
+  X509_ATTRIBUTE: 10,
+  RAW_RSA_KEY: 11,
+  HASH_URL_X509: 12,
+  HASH_URL_X509_BUNDLE: 13,
+  OCSP_CONTENT: 14,
+  RAW_PUBLIC_KEY: 15,
+} as const;
+
+/** Notify message types below 16384 are errors; from 16384 up, status. */
+export const NOTIFY_STATUS_MIN = 16384;
+
+export const NOTIFY = {
+  UNSUPPORTED_CRITICAL_PAYLOAD: 1,
+  INVALID_IKE_SPI: 4,
+  INVALID_MAJOR_VERSION: 5,
+  INVALID_SYNTAX: 7,
+  INVALID_MESSAGE_ID: 9,
+  INVALID_SPI: 11,
+  NO_PROPOSAL_CHOSEN: 14,
+  INVALID_KE_PAYLOAD: 17,
+  AUTHENTICATION_FAILED: 24,
+  SINGLE_PAIR_REQUIRED: 34,
+  NO_ADDITIONAL_SAS: 35,
+  INTERNAL_ADDRESS_FAILURE: 36,
+  FAILED_CP_REQUIRED: 37,
+  TS_UNACCEPTABLE: 38,
+  INVALID_SELECTORS: 39,
+  UNACCEPTABLE_ADDRESSES: 40,
+  UNEXPECTED_NAT_DETECTED: 41,
+  USE_ASSIGNED_HoA: 42,
+  TEMPORARY_FAILURE: 43,
+  CHILD_SA_NOT_FOUND: 44,
+  INVALID_GROUP_ID: 45,
+  AUTHORIZATION_FAILED: 46,
+  STATE_NOT_FOUND: 47,
+
+  INITIAL_CONTACT: 16384,
+  SET_WINDOW_SIZE: 16385,
+  ADDITIONAL_TS_POSSIBLE: 16386,
+  IPCOMP_SUPPORTED: 16387,
+  NAT_DETECTION_SOURCE_IP: 16388,
+  NAT_DETECTION_DESTINATION_IP: 16389,
+  COOKIE: 16390,
+  USE_TRANSPORT_MODE: 16391,
+  HTTP_CERT_LOOKUP_SUPPORTED: 16392,
+  REKEY_SA: 16393,
+  ESP_TFC_PADDING_NOT_SUPPORTED: 16394,
+  NON_FIRST_FRAGMENTS_ALSO: 16395,
+  MOBIKE_SUPPORTED: 16396,
+  ADDITIONAL_IP4_ADDRESS: 16397,
+  ADDITIONAL_IP6_ADDRESS: 16398,
+  NO_ADDITIONAL_ADDRESSES: 16399,
+  UPDATE_SA_ADDRESSES: 16400,
+  COOKIE2: 16401,
+  NO_NATS_ALLOWED: 16402,
+  AUTH_LIFETIME: 16403,
+  MULTIPLE_AUTH_SUPPORTED: 16404,
+  ANOTHER_AUTH_FOLLOWS: 16405,
+  REDIRECT_SUPPORTED: 16406,
+  REDIRECT: 16407,
+  REDIRECTED_FROM: 16408,
+  TICKET_LT_OPAQUE: 16409,
+  TICKET_REQUEST: 16410,
+  TICKET_ACK: 16411,
+  TICKET_NACK: 16412,
+  TICKET_OPAQUE: 16413,
+  LINK_ID: 16414,
+  USE_WESP_MODE: 16415,
+  ROHC_SUPPORTED: 16416,
+  EAP_ONLY_AUTHENTICATION: 16417,
+  CHILDLESS_IKEV2_SUPPORTED: 16418,
+  QUICK_CRASH_DETECTION: 16419,
+  IKEV2_MESSAGE_ID_SYNC_SUPPORTED: 16420,
+  IPSEC_REPLAY_COUNTER_SYNC_SUPPORTED: 16421,
+  IKEV2_MESSAGE_ID_SYNC: 16422,
+  IPSEC_REPLAY_COUNTER_SYNC: 16423,
+  SECURE_PASSWORD_METHODS: 16424,
+  PSK_PERSIST: 16425,
+  PSK_CONFIRM: 16426,
+  ERX_SUPPORTED: 16427,
+  IFOM_CAPABILITY: 16428,
+  SENDER_REQUEST_ID: 16429,
+  IKEV2_FRAGMENTATION_SUPPORTED: 16430,
+  SIGNATURE_HASH_ALGORITHMS: 16431,
+  CLONE_IKE_SA_SUPPORTED: 16432,
+  CLONE_IKE_SA: 16433,
+  PUZZLE: 16434,
+  USE_PPK: 16435,
+  PPK_IDENTITY: 16436,
+  NO_PPK_AUTH: 16437,
+  INTERMEDIATE_EXCHANGE_SUPPORTED: 16438,
+  IP4_ALLOWED: 16439,
+  IP6_ALLOWED: 16440,
+  ADDITIONAL_KEY_EXCHANGE: 16441,
+  USE_AGGFRAG: 16442,
+  SUPPORTED_AUTH_METHODS: 16443,
+  SA_RESOURCE_INFO: 16444,
+  USE_PPK_INT: 16445,
+  PPK_IDENTITY_KEY: 16446,
+} as const;
+
+export const TS_TYPE = { IPV4_ADDR_RANGE: 7, IPV6_ADDR_RANGE: 8, FC_ADDR_RANGE: 9, SECLABEL: 10 } as const;
+
+export const CFG_TYPE = { REQUEST: 1, REPLY: 2, SET: 3, ACK: 4 } as const;
+
+export const CFG_ATTR = {
+  INTERNAL_IP4_ADDRESS: 1,
+  INTERNAL_IP4_NETMASK: 2,
+  INTERNAL_IP4_DNS: 3,
+  INTERNAL_IP4_NBNS: 4,
+  INTERNAL_IP4_DHCP: 6,
+  APPLICATION_VERSION: 7,
+  INTERNAL_IP6_ADDRESS: 8,
+  INTERNAL_IP6_DNS: 10,
+  INTERNAL_IP6_DHCP: 12,
+  INTERNAL_IP4_SUBNET: 13,
+  SUPPORTED_ATTRIBUTES: 14,
+  INTERNAL_IP6_SUBNET: 15,
+  MIP6_HOME_PREFIX: 16,
+  INTERNAL_IP6_LINK: 17,
+  INTERNAL_IP6_PREFIX: 18,
+  HOME_AGENT_ADDRESS: 19,
+  P_CSCF_IP4_ADDRESS: 20,
+  P_CSCF_IP6_ADDRESS: 21,
+  FTT_KAT: 22,
+  EXTERNAL_SOURCE_IP4_NAT_INFO: 23,
+  TIMEOUT_PERIOD_FOR_LIVENESS_CHECK: 24,
+  INTERNAL_DNS_DOMAIN: 25,
+  INTERNAL_DNSSEC_TA: 26,
+} as const;
+
+/** Header flag bits (octet 19 of the IKE header). */
+export const HEADER_FLAG = { INITIATOR: 0x08, VERSION: 0x10, RESPONSE: 0x20 } as const;
+
+/** Critical bit in the generic payload header's flags octet. */
+export const CRITICAL_FLAG = 0x80;
+
+export const IKE_MAJOR_VERSION = 2;
+
+/** Fixed IKE header size (RFC 7296 §3.1). */
+export const IKE_HEADER_LENGTH = 28;
+/** Generic payload header size (RFC 7296 §3.2). */
+export const GENERIC_PAYLOAD_HEADER_LENGTH = 4;
+
+type ConstMap = Readonly<Record<string, number>>;
+const reverseCache = new WeakMap<ConstMap, Map<number, string>>();
+
+/**
+ * Name of a value in one of the maps above, for logs: `name(NOTIFY, 16390)` is
+ * `"COOKIE"`; unknown values read e.g. `"NOTIFY(16500)"` with the map's label.
+ */
+export function name(map: ConstMap, value: number): string {
+  let rev = reverseCache.get(map);
+  if (!rev) {
+    rev = new Map();
+    for (const [k, v] of Object.entries(map)) if (!rev.has(v)) rev.set(v, k);
+    reverseCache.set(map, rev);
+  }
+  return rev.get(value) ?? `${mapLabel(map)}(${value})`;
+}
+
+const LABELS = new Map<ConstMap, string>([
+  [EXCHANGE, 'EXCHANGE'],
+  [PAYLOAD, 'PAYLOAD'],
+  [TRANSFORM_TYPE, 'TRANSFORM_TYPE'],
+  [ENCR, 'ENCR'],
+  [PRF, 'PRF'],
+  [INTEG, 'INTEG'],
+  [KE_METHOD, 'KE'],
+  [ESN, 'ESN'],
+  [TRANSFORM_ATTR, 'ATTR'],
+  [PROTOCOL, 'PROTOCOL'],
+  [ID_TYPE, 'ID'],
+  [AUTH_METHOD, 'AUTH'],
+  [CERT_ENCODING, 'CERT'],
+  [NOTIFY, 'NOTIFY'],
+  [TS_TYPE, 'TS'],
+  [CFG_TYPE, 'CFG'],
+  [CFG_ATTR, 'CFG_ATTR'],
+]);
+
+function mapLabel(map: ConstMap): string {
+  return LABELS.get(map) ?? 'UNKNOWN';
+}
+
+/** Transform-ID map for a transform type, for naming transform IDs in logs. */
+export function transformIdMap(transformType: number): ConstMap | undefined {
+  switch (transformType) {
+    case TRANSFORM_TYPE.ENCR:
+      return ENCR;
+    case TRANSFORM_TYPE.PRF:
+      return PRF;
+    case TRANSFORM_TYPE.INTEG:
+      return INTEG;
+    case TRANSFORM_TYPE.ESN:
+      return ESN;
+    default:
+      return transformType === TRANSFORM_TYPE.KE ||
+        (transformType >= TRANSFORM_TYPE.ADDKE1 && transformType <= TRANSFORM_TYPE.ADDKE7)
+        ? KE_METHOD
+        : undefined;
+  }
+}
