@@ -3,12 +3,13 @@
  * the logged nonces/SPIs/DH secret, decrypt every captured SK payload,
  * re-seal it, and check the AUTH values and the ECDSA signature.
  */
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { pskAuth, signedOctets, verifyPskAuth } from '../../src/crypto/ikev2/auth.js';
 import { deriveChildKeys, deriveIkeSaKeys } from '../../src/crypto/ikev2/keys.js';
+import { verifyAuth } from '../../src/crypto/signatures.js';
 import { createSkCipher } from '../../src/crypto/sk.js';
 import {
   EncrId,
@@ -231,6 +232,39 @@ describe('SK payloads of the captures', () => {
           expect(resealed.subarray(0, upTo)).toEqual(m.body.subarray(0, upTo));
           expect(resealed.subarray(upTo)).not.toEqual(m.body.subarray(upTo));
         }
+      }
+    },
+  );
+});
+
+describe('v2-cert ECDSA AUTH payloads', () => {
+  const certSas = SAS.filter((s) => s.conn === 'v2-cert' && s.log.endsWith('left-keys'));
+  const pem = (name: string) => new X509Certificate(readFileSync(join(GOLDEN_DIR, 'pki', `${name}.cert.pem`)));
+
+  test.each(certSas.map((s) => [`${s.log} ${s.conn}|${s.saId}`, s] as const))(
+    '%s: both AUTH signatures verify with the certificates from pki/',
+    (_n, sa) => {
+      const auths = openAll(sa).filter((m) => m.h.exchange === 35 && m.plain);
+      expect(auths.length).toBe(2);
+      for (const m of auths) {
+        const inner = walkPayloads(m.plain!, m.firstInner, 0);
+        const cert = inner.find((p) => p.type === 37);
+        const auth = inner.find((p) => p.type === 39);
+        expect(cert?.body[0]).toBe(4); // X.509 Certificate - Signature
+        expect(auth?.body[0]).toBe(14); // Digital Signature
+        const x509 = new X509Certificate(cert!.body.subarray(1));
+        const expected = pem(m.h.isInitiator ? 'left' : 'right');
+        expect(x509.raw).toEqual(expected.raw);
+        expect(x509.checkIssued(pem('ca'))).toBe(true);
+        const octets = m.h.isInitiator ? sa.octetsI : sa.octetsR;
+        const authData = auth!.body.subarray(4);
+        const res = verifyAuth({ method: 14, publicKey: x509.publicKey, octets, authData });
+        expect(res).toEqual({ ok: true, scheme: 'ecdsa-sha256' });
+        // The other side's key, or the other octets, must not verify.
+        const other = pem(m.h.isInitiator ? 'right' : 'left').publicKey;
+        expect(verifyAuth({ method: 14, publicKey: other, octets, authData }).ok).toBe(false);
+        const otherOctets = m.h.isInitiator ? sa.octetsR : sa.octetsI;
+        expect(verifyAuth({ method: 14, publicKey: x509.publicKey, octets: otherOctets, authData }).ok).toBe(false);
       }
     },
   );
