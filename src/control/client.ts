@@ -103,13 +103,16 @@ export class ControlClient {
         () => fail(new ControlConnectError('TIMEOUT', `no answer from coatid on ${path} within ${timeoutMs} ms`)),
         timeoutMs,
       );
+      let errored = false;
       socket.once('error', (err: NodeJS.ErrnoException) => {
+        errored = true;
         if (settled) return;
         describeConnectError(path, err).then(fail, fail);
       });
-      socket.once('close', () =>
-        fail(new ControlConnectError('CONNECTION_LOST', `coatid closed ${path} before hello`)),
-      );
+      socket.once('close', () => {
+        // After 'error' the close is expected; the (async) error description wins.
+        if (!errored) fail(new ControlConnectError('CONNECTION_LOST', `coatid closed ${path} before hello`));
+      });
       const onData = (chunk: Buffer) => {
         const { lines, overflow } = splitter.push(chunk);
         if (overflow) return fail(new ControlConnectError('PROTOCOL', 'hello line too long'));

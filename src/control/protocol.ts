@@ -10,8 +10,9 @@
  * Requests may be pipelined; responses carry the request id and may come
  * out of order. When the server cannot tell the id (bad JSON) it answers with
  * `"id":null`. After a successful `events` request the connection carries
- * only event lines `{"event":{"type":"...","time":"...",...}}` until either
- * side closes it. Everything in this file is pure: no sockets, no timers.
+ * only event lines `{"event":{"type":"...","time":"...",...}}`; further
+ * input is ignored and the stream ends when the client closes or half-closes
+ * its side, or when it falls too far behind reading. Everything in this file is pure: no sockets, no timers.
  */
 import type { ControlErrorCode } from './errors.js';
 import type { ActionResult, ControlEvent, ReloadResult, StatusReport, Target } from './types.js';

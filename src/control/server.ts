@@ -96,6 +96,8 @@ class Connection {
   private readEnded = false;
   private closing = false;
   private unsubscribe: (() => void) | undefined;
+  /** Set by `events`; the connection never returns to request mode. */
+  private streaming = false;
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -117,7 +119,7 @@ class Connection {
   }
 
   private armIdle(): void {
-    if (this.limits.idleTimeoutMs <= 0 || this.unsubscribe) return;
+    if (this.limits.idleTimeoutMs <= 0 || this.streaming) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (this.inFlight > 0) {
@@ -146,7 +148,7 @@ class Connection {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
-    if (this.unsubscribe) return; // event streams ignore input; EOF ends them
+    if (this.streaming) return; // event streams ignore input; EOF ends them
     let res: ReturnType<LineSplitter['push']>;
     try {
       res = this.splitter.push(chunk);
@@ -161,9 +163,13 @@ class Connection {
 
   private onEnd(): void {
     this.readEnded = true;
-    // An event stream outlives the client's half-close (`nc -U` closes stdin);
-    // it ends when the client closes fully and the next write fails.
-    if (this.unsubscribe) return;
+    // EOF from the client ends an event stream: the subscriber goes away at
+    // once instead of lingering until the next event fails to write.
+    if (this.streaming) {
+      this.cleanupSubscription();
+      this.socket.end();
+      return;
+    }
     const tail = this.closing ? undefined : this.splitter.flush();
     if (tail) this.handleLine(tail);
     this.maybeFinish();
@@ -171,14 +177,14 @@ class Connection {
 
   /** Half-close from the client: answer what is in flight, then close our side. */
   private maybeFinish(): void {
-    if (this.readEnded && this.inFlight === 0 && !this.unsubscribe && !this.closing) {
+    if (this.readEnded && this.inFlight === 0 && !this.streaming && !this.closing) {
       this.closing = true;
       this.socket.end();
     }
   }
 
   private handleLine(line: Buffer): void {
-    if (this.closing || this.unsubscribe) return;
+    if (this.closing || this.streaming) return;
     if (line.length === 0) return; // blank lines are keep-alives
     this.armIdle();
     const parsed = parseRequestLine(line);
@@ -228,6 +234,7 @@ class Connection {
       return;
     }
     clearTimeout(this.idleTimer);
+    this.streaming = true;
     this.write(okResponse(id, { streaming: true }));
     const onEvent = (ev: ControlEvent) => {
       if (this.socket.destroyed) return;
@@ -256,6 +263,7 @@ class Connection {
   private cleanupSubscription(): void {
     const unsub = this.unsubscribe;
     if (!unsub) return;
+    this.unsubscribe = undefined;
     try {
       unsub();
     } catch (err) {
