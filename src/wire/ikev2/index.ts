@@ -10,4 +10,13 @@ export {
   SKF_HEADER_LENGTH,
 } from './encode.js';
 export { UnsupportedCriticalPayloadError, WireEncodeError } from './errors.js';
+export {
+  DEFAULT_FRAGMENT_LIMITS,
+  type DecryptedFragment,
+  type FragmentLimits,
+  FragmentReassembler,
+  type ReassemblyResult,
+  splitForFragments,
+} from './fragments.js';
+export { checkExchangeRules, EXCHANGE_RULES, type RulesResult } from './rules.js';
 export * from './types.js';
