@@ -22,13 +22,18 @@ const nonce: Payload = { type: PAYLOAD.NONCE, critical: false, data: Buffer.allo
 const idi: Payload = { type: PAYLOAD.IDi, critical: false, idType: 2, data: Buffer.from('left') };
 const idr: Payload = { type: PAYLOAD.IDr, critical: false, idType: 2, data: Buffer.from('right') };
 const auth: Payload = { type: PAYLOAD.AUTH, critical: false, method: 2, data: Buffer.alloc(32) };
-const ts = (type: typeof PAYLOAD.TSi | typeof PAYLOAD.TSr): Payload => ({
-  type,
-  critical: false,
-  selectors: [
-    { tsType: 7, ipProto: 0, startPort: 0, endPort: 65535, startAddr: Buffer.alloc(4), endAddr: Buffer.alloc(4, 255) },
-  ],
-});
+const selectors = [
+  {
+    tsType: 7 as const,
+    ipProto: 0,
+    startPort: 0,
+    endPort: 65535,
+    startAddr: Buffer.alloc(4),
+    endAddr: Buffer.alloc(4, 255),
+  },
+];
+const ts = (type: typeof PAYLOAD.TSi | typeof PAYLOAD.TSr): Payload =>
+  type === PAYLOAD.TSi ? { type, critical: false, selectors } : { type, critical: false, selectors };
 const notify = (notifyType: number): Payload => ({
   type: PAYLOAD.NOTIFY,
   critical: false,
