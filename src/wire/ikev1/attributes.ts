@@ -42,14 +42,16 @@ export function writeV1Attributes(w: Writer, attrs: readonly V1Attribute[]): voi
 }
 
 /**
- * Numeric value of an attribute: the TV value, or a TLV value of 1..6
+ * Numeric value of an attribute: the TV value, or a TLV value of 1..8
  * octets read big-endian (e.g. a 4-octet life duration). Undefined for
- * longer or empty TLV values.
+ * empty values and values beyond Number.MAX_SAFE_INTEGER.
  */
 export function v1AttributeNumber(a: V1Attribute): number | undefined {
   if (a.tv) return a.value;
-  if (a.value.length === 0 || a.value.length > 6) return undefined;
-  return a.value.readUIntBE(0, a.value.length);
+  if (a.value.length === 0 || a.value.length > 8) return undefined;
+  let v = 0n;
+  for (const byte of a.value) v = (v << 8n) | BigInt(byte);
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
 }
 
 /**
