@@ -87,6 +87,7 @@ MODULES=(
   gcm ghash_generic ghash_clmulni_intel ctr cbc aesni_intel chacha20poly1305 chacha_generic chacha_x86_64
   poly1305_generic poly1305_x86_64 authenc authencesn seqiv echainiv sha512_generic sha512_ssse3
   sha256_ssse3 sha1_ssse3 gf128mul cryptd crypto_simd ccm cmac xcbc des_generic des3_ede_x86_64
+  drbg
   veth tun dummy 9p 9pnet 9pnet_virtio virtio_pci virtio_ring virtio netfs
 )
 
