@@ -75,7 +75,6 @@ describe('VM harness', () => {
     expect(ipv).toMatch(/^ip utility, iproute2-/);
     expect(nodev).toBe(process.version);
     expect(esp4).toBe('1');
-    // biome-ignore lint/suspicious/noConsole: timing is part of the report
     console.log(`VM boot ${vm.bootMs} ms (${vm.readyLine}); command round trip ${r.ms} ms`);
   });
 
