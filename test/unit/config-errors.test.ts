@@ -164,6 +164,15 @@ const rows: Row[] = [
     ],
   },
   {
+    name: 'typo inside [[children]] and in [defaults]',
+    main: '[defaults]\ndpd_timeot = "60s"\n',
+    files: { ...PSK, 'peers.d/p.toml': peer('[[children]]\nname = "c1"\nremote_tss = "10.2.0.0/16"\n') },
+    expect: [
+      'coati.conf:2:1: key "defaults.dpd_timeot": unknown key in [defaults]; did you mean dpd_timeout?',
+      'peers.d/p.toml:5:1: key "children[0].remote_tss": unknown key in [children[0]]; did you mean remote_ts?',
+    ],
+  },
+  {
     name: 'main file: unknown section',
     main: '[deamon]\nport = 500\n',
     files: {},
