@@ -134,7 +134,7 @@ export class XfrmKernel implements KernelIpsec {
       }),
     );
     const r = replies.find((m) => m.kind === 'NEWSA');
-    if (!r || r.kind !== 'NEWSA') {
+    if (r?.kind !== 'NEWSA') {
       throw new KernelError('KERNEL_MALFORMED', 'allocSpi', subject, 'the kernel acknowledged without an SA');
     }
     return r.header.id.spi;
