@@ -5,7 +5,7 @@
  * range the peer used (the ICV verifies), (2) the inner payload chain decodes
  * and re-encodes byte for byte, and (3) it passes the exchange rules.
  */
-import { createDecipheriv, createHmac } from 'node:crypto';
+import { type CipherGCMTypes, createDecipheriv, createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -62,7 +62,7 @@ function open(k: SaKeys, fromInitiator: boolean, prefix: Buffer, body: Buffer): 
     const iv = body.subarray(0, 8);
     const ct = body.subarray(8, body.length - 16);
     const d = createDecipheriv(
-      `aes-${(key.length - 4) * 8}-gcm`,
+      `aes-${(key.length - 4) * 8}-gcm` as CipherGCMTypes,
       key.subarray(0, key.length - 4),
       Buffer.concat([salt, iv]),
     );

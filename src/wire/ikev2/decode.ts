@@ -15,7 +15,7 @@ import {
 } from './constants.js';
 import { decodePayloadBody } from './decode-payloads.js';
 import { UnsupportedCriticalPayloadError } from './errors.js';
-import { type IkeHeader, type IkeMessage, isKnownPayloadType, type Payload } from './types.js';
+import { type IkeHeader, type IkeMessage, isKnownPayloadType, type Payload, type UnknownPayloadType } from './types.js';
 
 function readHeader(r: Reader): IkeHeader {
   const spiI = r.bytes(8, 'initiator SPI');
@@ -70,7 +70,7 @@ function chain(r: Reader, firstType: number, allowEncrypted: boolean, prefix = '
     const body = r.sub(len - GENERIC_PAYLOAD_HEADER_LENGTH, label);
     if (!isKnownPayloadType(type)) {
       if (critical) throw new UnsupportedCriticalPayloadError(type, at, label);
-      payloads.push({ type, critical, unknown: true, data: body.rest('payload data') });
+      payloads.push({ type: type as UnknownPayloadType, critical, unknown: true, data: body.rest('payload data') });
       type = next;
       continue;
     }

@@ -154,9 +154,19 @@ export interface EapPayload extends Base<typeof PAYLOAD.EAP> {
   /** The whole EAP message (RFC 3748). */
   data: Buffer;
 }
-/** A payload of a type we do not implement, kept verbatim (only if not critical). */
+type Range<N extends number, Acc extends number[] = []> = Acc['length'] extends N
+  ? Acc[number]
+  : Range<N, [...Acc, Acc['length']]>;
+/** Every payload type number the wire can carry (one octet, 0 = none). */
+export type PayloadTypeOctet = Exclude<Range<256>, 0>;
+
+/**
+ * A payload of a type we do not implement, kept verbatim (only if not
+ * critical). Its `type` excludes the known types, so `p.type === PAYLOAD.NOTIFY`
+ * narrows to NotifyPayload alone.
+ */
 export interface UnknownPayload {
-  type: number;
+  type: UnknownPayloadType;
   critical: boolean;
   unknown: true;
   data: Buffer;
@@ -184,6 +194,7 @@ export type KnownPayload =
 export type Payload = KnownPayload | UnknownPayload;
 
 export type KnownPayloadType = KnownPayload['type'];
+export type UnknownPayloadType = Exclude<PayloadTypeOctet, KnownPayloadType>;
 export type PayloadOf<T extends KnownPayloadType> = Extract<KnownPayload, { type: T }>;
 
 const KNOWN_TYPES: ReadonlySet<number> = new Set<number>([
