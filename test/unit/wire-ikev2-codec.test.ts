@@ -435,3 +435,34 @@ describe('IKEv2 encoders', () => {
     expect(name(PAYLOAD, 53)).toBe('SKF');
   });
 });
+
+describe('IKEv2 payload typing', () => {
+  it('narrows on p.type without guards, unknown payloads included', () => {
+    const wire = encodeMessage(header(), [
+      {
+        type: PAYLOAD.NOTIFY,
+        critical: false,
+        protocolId: 0,
+        spi: Buffer.alloc(0),
+        notifyType: NOTIFY.COOKIE,
+        data: b('01'),
+      },
+      { type: 201, critical: false, unknown: true, data: b('02') },
+      { type: PAYLOAD.KE, critical: false, group: 19, data: Buffer.alloc(64) },
+    ]);
+    const seen: string[] = [];
+    for (const p of decodeMessage(wire).payloads) {
+      switch (p.type) {
+        case PAYLOAD.NOTIFY:
+          seen.push(`N(${name(NOTIFY, p.notifyType)})`);
+          break;
+        case PAYLOAD.KE:
+          seen.push(`KE(${p.group},${p.data.length})`);
+          break;
+        default:
+          seen.push('unknown' in p ? `U(${p.type},${p.data.toString('hex')})` : 'other');
+      }
+    }
+    expect(seen).toEqual(['N(COOKIE)', 'U(201,02)', 'KE(19,64)']);
+  });
+});
