@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../src/control/client.js';
-import { ControlError } from '../../src/control/errors.js';
+import { CONTROL_ERROR_CODES, ControlError } from '../../src/control/errors.js';
 import { type ControlServer, type ControlServerOptions, startControlServer } from '../../src/control/server.js';
 import type { ControlEvent } from '../../src/control/types.js';
 import { FakeControl } from '../helpers/fake-control.js';
@@ -225,6 +225,41 @@ describe('control server: protocol over a socket', () => {
       await new Promise((r) => setImmediate(r));
     }
     expect(fake.subscriberCount).toBe(0);
+    raw.sock.destroy();
+  });
+
+  it('survives random garbage: every line gets a known error code and the connection keeps working', async () => {
+    await start();
+    let seed = 0x2545f491;
+    const rnd = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 2 ** 32;
+    };
+    const pieces = ['{', '}', '"id"', ':', '1', '"cmd"', '"v"', '[', ']', 'null', '"status"', ',', '\\u00', '\xff'];
+    const raw = await Raw.open(sockPath);
+    await raw.next();
+    let sent = 0;
+    for (let i = 0; i < 300; i++) {
+      const parts: Buffer[] = [];
+      const n = 1 + Math.floor(rnd() * 12);
+      for (let j = 0; j < n; j++) {
+        if (rnd() < 0.3) parts.push(Buffer.from([Math.floor(rnd() * 256)]));
+        else parts.push(Buffer.from(pieces[Math.floor(rnd() * pieces.length)] ?? '', 'latin1'));
+      }
+      const body = Buffer.concat(parts).filter((b) => b !== 0x0a && b !== 0x0d);
+      if (body.length === 0 || body.every((b) => b === 0x20)) continue;
+      raw.send(Buffer.concat([body, Buffer.from('\n')]));
+      sent++;
+    }
+    const known = new Set<string>(CONTROL_ERROR_CODES);
+    for (let i = 0; i < sent; i++) {
+      const r = (await raw.next()) as { ok: boolean; error?: { code: string } };
+      if (!r.ok) expect(known.has(r.error?.code ?? '')).toBe(true);
+    }
+    raw.send('{"id":99999,"v":1,"cmd":"status"}\n');
+    expect(await raw.next()).toMatchObject({ id: 99999, ok: true });
     raw.sock.destroy();
   });
 });
