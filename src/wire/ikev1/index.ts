@@ -1,4 +1,22 @@
-/** ISAKMP / IKEv1 wire layer: pure codecs, constants and per-exchange payload rules. */
+/**
+ * ISAKMP / IKEv1 wire layer: pure codecs, constants and per-exchange payload rules.
+ *
+ * Decisions a reader of the decoders should know:
+ * - Header length must equal the datagram length (opt-in `allowTrailingBytes`
+ *   ignores extra datagram bytes); a length beyond the datagram is malformed.
+ * - E-flag messages keep their body opaque; decrypted bodies go through
+ *   `decodeV1PayloadChain(..., { allowTrailingPadding: true })`, which reports
+ *   the padding length as `trailing`.
+ * - IKEv1 has no critical bit. Payload types 14 (mode-config) and the private
+ *   range 128..255 (except draft NAT-D 130 / NAT-OA 131) decode as opaque
+ *   `UnknownV1Payload` (the rules table refuses them where not expected); every
+ *   other unassigned or misplaced type throws `V1InvalidPayloadTypeError`
+ *   (a MalformedMessageError carrying INVALID-PAYLOAD-TYPE).
+ * - Reserved octets and undefined header flag bits are ignored on receipt and
+ *   written as zero; SA payloads need the IPsec DOI and SIT_IDENTITY_ONLY.
+ * - Every decode failure is a MalformedMessageError naming the payload (e.g.
+ *   `SA#1/Proposal#1/Transform#2`) and the absolute offset.
+ */
 export * from './attribute-constants.js';
 export { findV1AttributeNumber, v1Attribute, v1AttributeNumber } from './attributes.js';
 export {
