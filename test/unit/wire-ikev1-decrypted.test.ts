@@ -24,15 +24,6 @@ import {
 import { goldenIke, ikeMajorVersion } from '../helpers/golden.js';
 import { readKeylogV1 } from '../helpers/keylog-v1.js';
 
-const keys = readKeylogV1('netlink-left-keys.log');
-const ka = keys.first('encryption key Ka');
-const initialIv = keys.first('initial IV');
-
-function decrypt(ct: Buffer, iv: Buffer): Buffer {
-  const d = createDecipheriv('aes-128-cbc', ka, iv);
-  d.setAutoPadding(false);
-  return Buffer.concat([d.update(ct), d.final()]);
-}
 const lastBlock = (b: Buffer) => b.subarray(b.length - 16);
 const phase2Iv = (p1Last: Buffer, mid: number) => {
   const m = Buffer.alloc(4);
@@ -40,30 +31,70 @@ const phase2Iv = (p1Last: Buffer, mid: number) => {
   return createHash('sha256').update(p1Last).update(m).digest().subarray(0, 16);
 };
 
-const msgs = goldenIke('basic-netlink-v1-psk')
-  .filter((m) => ikeMajorVersion(m.ike) === 1)
-  .map((m) => decodeIsakmpMessage(m.ike))
-  .filter((m): m is IsakmpEncryptedMessage => m.encrypted !== undefined);
+interface Decrypted {
+  msg: IsakmpEncryptedMessage;
+  plain: Buffer;
+}
 
-function plaintexts(): { msg: IsakmpEncryptedMessage; plain: Buffer }[] {
+/** Decrypts every E-flag message of a capture, following the RFC 2409 IV chain. */
+function plaintexts(capture: string, keylog: string): Decrypted[] {
+  const keys = readKeylogV1(keylog);
+  const ka = keys.first('encryption key Ka');
+  const decrypt = (ct: Buffer, iv: Buffer) => {
+    const d = createDecipheriv('aes-128-cbc', ka, iv);
+    d.setAutoPadding(false);
+    return Buffer.concat([d.update(ct), d.final()]);
+  };
+  const msgs = goldenIke(capture)
+    .filter((m) => ikeMajorVersion(m.ike) === 1)
+    .map((m) => decodeIsakmpMessage(m.ike))
+    .filter((m): m is IsakmpEncryptedMessage => m.encrypted !== undefined);
   const [mm5, mm6, ...rest] = msgs;
   const out = [
-    { msg: mm5!, plain: decrypt(mm5!.encrypted, initialIv) },
+    { msg: mm5!, plain: decrypt(mm5!.encrypted, keys.first('initial IV')) },
     { msg: mm6!, plain: decrypt(mm6!.encrypted, lastBlock(mm5!.encrypted)) },
   ];
   const p1Last = lastBlock(mm6!.encrypted);
   const lastByMid = new Map<number, Buffer>();
   for (const msg of rest) {
     const mid = msg.header.messageId;
-    const iv = lastByMid.get(mid) ?? phase2Iv(p1Last, mid);
-    out.push({ msg, plain: decrypt(msg.encrypted, iv) });
+    out.push({ msg, plain: decrypt(msg.encrypted, lastByMid.get(mid) ?? phase2Iv(p1Last, mid)) });
     lastByMid.set(mid, lastBlock(msg.encrypted));
   }
   return out;
 }
 
+const decode = ({ msg, plain }: Decrypted) =>
+  decodeV1PayloadChain(plain, msg.header.nextPayload, 'decrypted', { allowTrailingPadding: true }).payloads;
+
+describe('decrypted IKEv1 bodies from basic-libipsec-v1-psk (NAT-T forced)', () => {
+  const all = plaintexts('basic-libipsec-v1-psk', 'libipsec-left-keys.log');
+
+  it('every body parses, Quick Mode uses UDP-encapsulated tunnel mode and ends with a bare HASH(3)', () => {
+    expect(all).toHaveLength(7);
+    for (const d of all) {
+      const { bytes } = encodeV1PayloadChain(decode(d));
+      expect(d.plain.subarray(0, bytes.length).equals(bytes)).toBe(true);
+    }
+    const qm = all.filter((d) => d.msg.header.exchangeType === X.QUICK_MODE).map(decode);
+    expect(qm).toHaveLength(3);
+    qm.forEach((payloads, i) => {
+      expect(checkV1Rules(X.QUICK_MODE, i + 1, payloads, { encrypted: true })).toEqual({ ok: true });
+    });
+    for (const payloads of qm.slice(0, 2)) {
+      const sa = payloads.find((p) => p.type === P.SA);
+      if (sa?.type !== P.SA) throw new Error('SA');
+      const attrs = sa.proposals[0]!.transforms[0]!.attributes;
+      expect(findV1AttributeNumber(attrs, V1P2Attr.ENCAPSULATION_MODE)).toBe(
+        V1EncapsulationMode.UDP_ENCAPSULATED_TUNNEL,
+      );
+    }
+    expect(qm[2]!.map((p) => p.type)).toEqual([P.HASH]);
+  });
+});
+
 describe('decrypted IKEv1 bodies from basic-netlink-v1-psk', () => {
-  const all = plaintexts();
+  const all = plaintexts('basic-netlink-v1-psk', 'netlink-left-keys.log');
 
   it('every decrypted body parses with its CBC padding and re-encodes to the same plaintext', () => {
     expect(all).toHaveLength(6);
