@@ -32,6 +32,8 @@ const FATAL: ReadonlySet<string> = new Set<ControlErrorCode>(['LINE_TOO_LONG', '
 export interface ConnectOptions {
   /** Give up connecting / waiting for the hello after this long (default 5000 ms). */
   timeoutMs?: number;
+  /** Give up waiting for a response after this long; 0 (default) waits forever. */
+  requestTimeoutMs?: number;
 }
 
 export interface EventStream {
@@ -84,6 +86,7 @@ export class ControlClient {
     private readonly socket: Socket,
     readonly hello: Hello,
     readonly path: string,
+    private readonly requestTimeoutMs: number,
   ) {}
 
   static connect(path: string, opts: ConnectOptions = {}): Promise<ControlClient> {
@@ -135,7 +138,7 @@ export class ControlClient {
         socket.off('data', onData);
         socket.removeAllListeners('error');
         socket.removeAllListeners('close');
-        const client = new ControlClient(socket, hello, path);
+        const client = new ControlClient(socket, hello, path, opts.requestTimeoutMs ?? 0);
         client.attach(lines.slice(1), splitter.flush());
         resolve(client);
       };
@@ -211,7 +214,11 @@ export class ControlClient {
     this.closeWaiters = [];
   }
 
-  /** Send one command and wait for its response. Rejects with `ControlError` (server said no) or `ControlConnectError`. */
+  /**
+   * Send one command and wait for its response. Rejects with `ControlError`
+   * (server said no) or `ControlConnectError` (connection lost, or no answer
+   * within `requestTimeoutMs` given to `connect`).
+   */
   request<C extends Command>(cmd: C, args: CommandArgs[C]): Promise<CommandResults[C]> {
     return this.requestRaw(cmd, args) as Promise<CommandResults[C]>;
   }
@@ -221,7 +228,25 @@ export class ControlClient {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      let timer: NodeJS.Timeout | undefined;
+      if (this.requestTimeoutMs > 0 && cmd !== 'events') {
+        timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(
+            new ControlConnectError('TIMEOUT', `coatid did not answer ${cmd} within ${this.requestTimeoutMs / 1000}s`),
+          );
+        }, this.requestTimeoutMs);
+      }
+      this.pending.set(id, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.socket.write(encodeLine({ id, v, cmd, args }));
     });
   }

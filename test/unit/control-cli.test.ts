@@ -171,6 +171,16 @@ describe('coatictl against a running server', () => {
     server = await startControlServer({ path: sock, control: fake }); // for afterEach
   });
 
+  it('gives up on a hung daemon after --timeout with exit 3', async () => {
+    fake.dpd = () => new Promise(() => {});
+    const t0 = Date.now();
+    const r = await run(['dpd', 'db1', '--timeout', '0.2']);
+    expect(r.code).toBe(3);
+    expect(r.err).toBe('coatictl: coatid did not answer dpd within 0.2s\n');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect((await run(['status', '--timeout', 'soon'])).err).toMatch(/--timeout: expected a positive number/);
+  });
+
   it('version prints both versions; --socket overrides COATI_SOCKET', async () => {
     const r = await run(['version']);
     expect(r.code).toBe(0);

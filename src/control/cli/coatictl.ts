@@ -32,6 +32,9 @@ export interface CliIO {
   signal?: AbortSignal;
 }
 
+/** Long enough for a liveness probe with retransmits; short enough that a hung daemon is noticed. */
+const DEFAULT_TIMEOUT_SEC = 60;
+
 export const USAGE = `Usage: coatictl [--socket PATH] <command> [options]
 
 Commands:
@@ -49,6 +52,7 @@ Commands:
 
 Options:
   --socket PATH   admin socket (default $COATI_SOCKET or ${DEFAULT_SOCKET_PATH})
+  --timeout SEC   give up waiting for coatid (default ${DEFAULT_TIMEOUT_SEC}; exit 3)
   --json          machine-readable output
   --help          this text
 
@@ -59,6 +63,7 @@ class UsageError extends Error {}
 
 interface Flags {
   socket?: string;
+  timeoutSec: number;
   json: boolean;
   all: boolean;
   ike: boolean;
@@ -84,6 +89,7 @@ function parse(argv: string[]): { flags: Flags; help: boolean; positionals: stri
       strict: true,
       options: {
         socket: { type: 'string' },
+        timeout: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         all: { type: 'boolean' },
@@ -95,7 +101,15 @@ function parse(argv: string[]): { flags: Flags; help: boolean; positionals: stri
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
+  let timeoutSec = DEFAULT_TIMEOUT_SEC;
+  if (typeof v.timeout === 'string') {
+    timeoutSec = Number(v.timeout);
+    if (!/^\d+(\.\d+)?$/.test(v.timeout) || timeoutSec <= 0) {
+      throw new UsageError(`--timeout: expected a positive number of seconds, got ${JSON.stringify(v.timeout)}`);
+    }
+  }
   const flags: Flags = {
+    timeoutSec,
     socket: typeof v.socket === 'string' ? v.socket : undefined,
     json: v.json === true,
     all: v.all === true,
@@ -195,7 +209,7 @@ async function online(cmd: string, args: string[], flags: Flags, io: CliIO, sock
       break;
   }
 
-  const client = await ControlClient.connect(socketPath);
+  const client = await ControlClient.connect(socketPath, { requestTimeoutMs: flags.timeoutSec * 1000 });
   try {
     const action = (verb: string, r: ActionResult) => {
       if (flags.json) json(r);
