@@ -131,9 +131,24 @@ class Connection {
     this.idleTimer.unref();
   }
 
+  /** Never throws: a value that cannot be encoded (cycles, toJSON throwing) becomes an INTERNAL error line. */
   private write(value: unknown): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(encodeLine(value));
+    let line: string;
+    try {
+      line = encodeLine(value);
+    } catch (err) {
+      const id = (value as { id?: unknown } | null)?.id;
+      this.log.error('control: cannot encode reply', { error: String(err) });
+      line = encodeLine(
+        errorResponse(
+          typeof id === 'number' ? id : null,
+          'INTERNAL',
+          `daemon reply could not be encoded: ${String(err)}`,
+        ),
+      );
+    }
+    this.socket.write(line);
   }
 
   /** Send a last error line and close. */
@@ -245,11 +260,7 @@ class Connection {
         this.socket.end();
         return;
       }
-      try {
-        this.write({ event: ev });
-      } catch (err) {
-        this.log.error('control: cannot encode event', { type: ev.type, error: String(err) });
-      }
+      this.write({ event: ev });
     };
     try {
       this.unsubscribe = this.control.subscribe(onEvent);

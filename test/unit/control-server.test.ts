@@ -145,6 +145,20 @@ describe('control server: protocol over a socket', () => {
     client.close();
   });
 
+  it('turns an unencodable daemon reply into INTERNAL instead of crashing', async () => {
+    await start();
+    const loop: Record<string, unknown> = { host: 'x' };
+    loop.self = loop;
+    fake.status = async () => loop as never;
+    const client = await ControlClient.connect(sockPath);
+    await expect(client.request('status', {})).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: expect.stringMatching(/could not be encoded/),
+    });
+    expect((await client.request('reload', {})).ok).toBe(true);
+    client.close();
+  });
+
   it('answers pipelined requests and a trailing unterminated line after half-close, then closes', async () => {
     await start();
     const raw = await Raw.open(sockPath);
