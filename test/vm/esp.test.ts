@@ -117,3 +117,50 @@ describe('ESP data plane with ip xfrm (harness self-test)', () => {
     expect(xfrmStats(r.stdout)['b:XfrmInStateProtoError'], explain(r)).toBe(3);
   });
 });
+
+interface BackendResult {
+  name: string;
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
+
+describe("ESP data plane driven by coati's XfrmKernel backend", () => {
+  let results: Map<string, BackendResult>;
+  let raw: RunResult;
+
+  beforeAll(async () => {
+    await build;
+    raw = await vm.run('node dist/test/vm/guest/esp-backend.js', { timeoutMs: 120_000 });
+    results = new Map();
+    for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
+      const r = JSON.parse(m[1]!) as BackendResult;
+      results.set(r.name, r);
+    }
+  }, 180_000);
+
+  const expectOk = (name: string) => {
+    const r = results.get(name);
+    expect(r, `no result for "${name}"; ${explain(raw)}`).toBeDefined();
+    expect(r?.ok, `${name}: ${JSON.stringify(r?.detail, null, 1)}`).toBe(true);
+  };
+
+  test('the guest script ran to the end', () => {
+    expect(results.has('setup'), explain(raw)).toBe(false);
+    expect(raw.code, explain(raw)).toBe(0);
+  });
+  for (const mode of ['tunnel', 'transport']) {
+    for (const fam of [4, 6]) {
+      for (const alg of ['gcm', 'cbc']) {
+        test(`${mode} IPv${fam} ${alg}: allocSpi+updateSa/addSa/addPolicy, pings pass, getSa counters match, delete cleans up`, () =>
+          expectOk(`${mode} IPv${fam} ${alg}`));
+      }
+    }
+  }
+  for (const fam of [4, 6]) {
+    test(`ESP-in-UDP IPv${fam}: decapsulated on coati's UDP_ENCAP 4500 socket, and not without it`, () =>
+      expectOk(`ESP-in-UDP IPv${fam} tunnel gcm over coati's 4500 sockets`));
+  }
+  test('soft and hard expire events for packet lifetimes', () => expectOk('expire: soft 2 / hard 4 packet lifetime'));
+  test('soft and hard expire events for add-time lifetimes', () =>
+    expectOk('expire: soft 2 s / hard 4 s add-time lifetime'));
+});
