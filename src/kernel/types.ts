@@ -108,7 +108,12 @@ export interface SaInfo extends SaSpec {
 }
 
 export type KernelEvent =
-  | { type: 'acquire'; selector: KernelSelector; template: { src: string; dst: string; proto: IpsecProto; reqid: number }; policyIndex: number }
+  | {
+      type: 'acquire';
+      selector: KernelSelector;
+      template: { src: string; dst: string; proto: IpsecProto; reqid: number };
+      policyIndex: number;
+    }
   | { type: 'expire'; sa: SaId; hard: boolean; src: string; reqid: number }
   | { type: 'polexpire'; policy: PolicyId; hard: boolean }
   | { type: 'mapping'; sa: SaId; oldAddr: string; oldPort: number; newAddr: string; newPort: number };
@@ -117,7 +122,14 @@ export interface KernelIpsec {
   /** Human name of the backend ("xfrm", "memory"). */
   readonly name: string;
   /** Allocate an unused inbound SPI for (src -> dst) in the range [min, max]. */
-  allocSpi(args: { src: string; dst: string; proto: IpsecProto; reqid: number; min?: number; max?: number }): Promise<number>;
+  allocSpi(args: {
+    src: string;
+    dst: string;
+    proto: IpsecProto;
+    reqid: number;
+    min?: number;
+    max?: number;
+  }): Promise<number>;
   addSa(sa: SaSpec): Promise<void>;
   /** Replace an existing SA (e.g. one that ALLOCSPI created as larval). */
   updateSa(sa: SaSpec): Promise<void>;

@@ -23,7 +23,15 @@ import {
 } from './convert.js';
 import { type KernelOp, mapKernelError } from './error-map.js';
 import type { XfrmMessage } from './messages.js';
-import { assertPolicy, assertReqid, DEFAULT_OWNERSHIP, type Ownership, ownsPolicy, ownsReqid } from './ownership.js';
+import {
+  assertPolicy,
+  assertReqid,
+  DEFAULT_OWNERSHIP,
+  DEFAULT_SPI_RANGE,
+  type Ownership,
+  ownsPolicy,
+  ownsReqid,
+} from './ownership.js';
 import type { SpdHthresh } from './struct-types.js';
 import { NetlinkRequestError, XfrmTransport } from './transport.js';
 
@@ -40,7 +48,7 @@ export interface XfrmKernelOptions {
   onOverrun?: () => void;
 }
 
-export const DEFAULT_SPI_RANGE = { min: 0xc0000000, max: 0xcfffffff } as const;
+export { DEFAULT_SPI_RANGE } from './ownership.js';
 
 export class XfrmKernel implements KernelIpsec {
   readonly name = 'xfrm';

@@ -21,6 +21,9 @@ export const DEFAULT_OWNERSHIP: Readonly<Ownership> = {
   priorityMax: 0x0c0affff,
 };
 
+/** Default inbound SPI range for allocSpi. */
+export const DEFAULT_SPI_RANGE = { min: 0xc0000000, max: 0xcfffffff } as const;
+
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 export function ownsReqid(o: Ownership, reqid: number): boolean {
