@@ -58,6 +58,11 @@ export function ipIdentity(addr: string): Identity {
   return { kind: fam === 4 ? 'ipv4' : 'ipv6', text: `ip:${bytesToIp(data)}`, data };
 }
 
+/** A DER_ASN1_DN identity from the DER of an X.501 Name (e.g. a certificate subject). */
+export function dnIdentity(der: Buffer): Identity {
+  return { kind: 'dn', text: `dn:${der.toString('hex')}`, data: Buffer.from(der) };
+}
+
 /** From an ID payload; undefined for types we do not support. */
 export function identityFromWire(idType: number, data: Buffer): Identity | undefined {
   const kind = KIND_OF[idType];
