@@ -58,6 +58,16 @@ describe('coatictl against a running server', () => {
     expect(r.out).not.toContain('\x1b[');
   });
 
+  it('status --state filters peers in the table and the JSON', async () => {
+    const r = await run(['status', '--state', 'connecting,trap']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^cache1 /m);
+    expect(r.out).toMatch(/^mq1 /m);
+    expect(r.out).not.toMatch(/^db1 /m);
+    const j = JSON.parse((await run(['status', '--json', '--state', 'up'])).out) as StatusReport;
+    expect(j.peers.map((p) => p.name)).toEqual(['db1']);
+  });
+
   it('status colours the state on a TTY unless NO_COLOR is set', async () => {
     expect((await run(['status'], { tty: true })).out).toContain('\x1b[32mup\x1b[0m');
     expect((await run(['status'], { tty: true, env: { NO_COLOR: '1' } })).out).not.toContain('\x1b[');
@@ -206,6 +216,8 @@ describe('coatictl usage and reachability', () => {
     [['keylog', 'maybe'], /expected "on" or "off", got "maybe"/],
     [['reload', 'now'], /reload: unexpected argument "now"/],
     [['--socket'], /--socket/],
+    [['status', '--state', 'up,sideways'], /--state: unknown state "sideways"; states: up, connecting/],
+    [['dpd', '--all', '--state', 'up'], /dpd: option --state does not apply/],
   ];
   it.each(usage)('%j → exit 2', async (argv, message) => {
     const r = await run(argv);

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { ControlClient } from '../client.js';
 import { ControlConnectError, ControlError } from '../errors.js';
 import { checkPeerName, DEFAULT_SOCKET_PATH, PROTOCOL_VERSION } from '../protocol.js';
-import type { ActionResult, StatusReport, Target } from '../types.js';
+import { type ActionResult, PEER_STATES, type PeerState, type StatusReport, type Target } from '../types.js';
 import { relative, renderAction, renderEvent, renderPeerDetail, renderReload, renderStatus } from './format.js';
 import { asStatusReport, checkMesh, renderMesh } from './mesh-check.js';
 
@@ -38,7 +38,9 @@ const DEFAULT_TIMEOUT_SEC = 60;
 export const USAGE = `Usage: coatictl [--socket PATH] <command> [options]
 
 Commands:
-  status [peer] [--json]             every relationship, or one in detail
+  status [peer] [--json] [--state S,S]
+                                     every relationship (or those in the given
+                                     states), or one in detail
   initiate <peer|--all>              bring relationships up now
   terminate <peer|--all>             delete IKE and Child SAs
   rekey <peer|--all> [--ike|--child] force renegotiation (default --ike)
@@ -63,6 +65,8 @@ class UsageError extends Error {}
 
 interface Flags {
   socket?: string;
+  /** `status --state up,down`: only peers in these states. */
+  states?: PeerState[];
   timeoutSec: number;
   json: boolean;
   all: boolean;
@@ -90,6 +94,7 @@ function parse(argv: string[]): { flags: Flags; help: boolean; positionals: stri
       options: {
         socket: { type: 'string' },
         timeout: { type: 'string' },
+        state: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         all: { type: 'boolean' },
@@ -108,7 +113,16 @@ function parse(argv: string[]): { flags: Flags; help: boolean; positionals: stri
       throw new UsageError(`--timeout: expected a positive number of seconds, got ${JSON.stringify(v.timeout)}`);
     }
   }
+  let states: PeerState[] | undefined;
+  if (typeof v.state === 'string') {
+    states = v.state.split(',').map((x) => x.trim()) as PeerState[];
+    const bad = states.filter((x) => !PEER_STATES.includes(x));
+    if (bad.length > 0 || states.length === 0) {
+      throw new UsageError(`--state: unknown state ${JSON.stringify(bad[0] ?? '')}; states: ${PEER_STATES.join(', ')}`);
+    }
+  }
   const flags: Flags = {
+    states,
     timeoutSec,
     socket: typeof v.socket === 'string' ? v.socket : undefined,
     json: v.json === true,
@@ -179,6 +193,7 @@ function allowOnly(cmd: string, flags: Flags): void {
   for (const f of ['all', 'ike', 'child'] as const) {
     if (flags[f] && !allowed.has(f)) throw new UsageError(`${cmd}: option --${f} does not apply`);
   }
+  if (flags.states && cmd !== 'status') throw new UsageError(`${cmd}: option --state does not apply`);
   if (flags.ike && flags.child) throw new UsageError('rekey: --ike and --child are mutually exclusive');
 }
 
@@ -220,6 +235,8 @@ async function online(cmd: string, args: string[], flags: Flags, io: CliIO, sock
       case 'status': {
         const peer = args[0] === undefined ? undefined : peerArg(cmd, args[0]);
         const report = await client.request('status', peer === undefined ? {} : { peer });
+        const states = flags.states;
+        if (states) report.peers = report.peers.filter((p) => states.includes(p.state));
         if (flags.json) json(report);
         else {
           const p = peer === undefined ? undefined : report.peers.find((x) => x.name === peer);

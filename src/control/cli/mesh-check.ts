@@ -120,6 +120,8 @@ export function checkMesh(reports: StatusReport[]): MeshResult {
       checkPair(reports[a] as StatusReport, ab, reports[b] as StatusReport, ba, issue);
     }
   }
+  // Errors first; otherwise in discovery order (stable sort).
+  issues.sort((x, y) => (x.severity === y.severity ? 0 : x.severity === 'error' ? -1 : 1));
   return { ok: !issues.some((i) => i.severity === 'error'), hosts: reports.length, pairs, issues };
 }
 
