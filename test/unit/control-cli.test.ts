@@ -232,6 +232,14 @@ describe('coatictl usage and reachability', () => {
     expect(r.out).toContain('mesh-check <status.json|->');
   });
 
+  it('exits 3 when the daemon turns the connection away', async () => {
+    await server.close();
+    server = await startControlServer({ path: sock, control: fake, maxConnections: 0 });
+    const r = await run(['status']);
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(/^coatictl: TOO_MANY_CONNECTIONS: limit of 0 reached/);
+  });
+
   it('exits 3 with a clear message when the daemon is not running', async () => {
     const path = join(dir, 'absent.sock');
     const r = await run(['status', '--socket', path]);

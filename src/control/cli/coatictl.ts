@@ -339,6 +339,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     }
     if (e instanceof ControlError) {
       err(`coatictl: ${e.code}: ${e.message}`);
+      if (e.code === 'TOO_MANY_CONNECTIONS' || e.code === 'IDLE_TIMEOUT') return EXIT.UNREACHABLE;
       return e.code === 'BAD_REQUEST' || e.code === 'UNSUPPORTED_VERSION' || e.code === 'UNKNOWN_COMMAND'
         ? EXIT.USAGE
         : EXIT.FAILED;
