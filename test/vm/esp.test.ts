@@ -9,7 +9,7 @@
  * backend part covers it with a coati-owned port-4500 socket.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildForGuest, type RunResult, Vm } from './harness.js';
+import { buildForGuest, type RunResult, Vm, vmAssets } from './harness.js';
 
 interface SaLine {
   ns: string;
@@ -54,6 +54,7 @@ let vm: Vm;
 let build: Promise<void>;
 
 beforeAll(async () => {
+  vmAssets(); // fails with "run bash .ci/vm-setup.sh first" when qemu or the kernel cache is missing
   // The guest runs dist/ from the 9p share: compile while the VM boots.
   build = buildForGuest(['dist/test/vm/guest/esp-backend.js']);
   build.catch(() => {}); // reported by the backend test

@@ -8,7 +8,8 @@
  * Prepare the kernel and initramfs with `bash .ci/vm-setup.sh`.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,6 +45,28 @@ export function vmAssets(): VmAssets {
   const assets = { kver: env.get('KVER') ?? '', vmlinux: env.get('VMLINUX') ?? '', initrd: env.get('INITRD') ?? '' };
   for (const f of [assets.vmlinux, assets.initrd]) {
     if (!f || !existsSync(f)) throw new Error(`coati VM: ${f || 'kernel image'} is missing: ${SETUP_HINT}`);
+  }
+  // The initramfs carries a copy of node (the native addon must match its ABI) and the guest init.
+  const nodeBin = env.get('NODE_BIN') ?? '';
+  const st = nodeBin && existsSync(nodeBin) ? statSync(nodeBin) : undefined;
+  if (
+    !st ||
+    `${st.size}-${Math.floor(st.mtimeMs / 1000)}` !== env.get('NODE_STAT') ||
+    nodeBin !== realpathSync(process.execPath)
+  ) {
+    throw new Error(
+      `coati VM: the initramfs was built for another node binary than ${process.execPath}: ${SETUP_HINT}`,
+    );
+  }
+  const setupHash = createHash('sha256')
+    .update(readFileSync(join(REPO_ROOT, '.ci', 'vm-setup.sh')))
+    .update(readFileSync(join(REPO_ROOT, 'test', 'vm', 'guest', 'init')))
+    .digest('hex')
+    .slice(0, 12);
+  if (setupHash !== env.get('SETUP_HASH')) {
+    throw new Error(
+      `coati VM: .ci/vm-setup.sh or test/vm/guest/init changed since the initramfs was built: ${SETUP_HINT}`,
+    );
   }
   return assets;
 }
