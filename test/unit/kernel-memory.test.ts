@@ -11,7 +11,11 @@ function setup(opts: ConstructorParameters<typeof MemoryKernel>[0] = {}) {
   const k = new MemoryKernel({ now: () => t, ...opts });
   const events: KernelEvent[] = [];
   k.onEvent((e) => events.push(e));
-  return { k, events, advance: (ms: number) => ((t += ms), k.tick()) };
+  const advance = (ms: number): void => {
+    t += ms;
+    k.tick();
+  };
+  return { k, events, advance };
 }
 
 const sa = (over: Partial<SaSpec> = {}): SaSpec => ({

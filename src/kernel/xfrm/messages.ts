@@ -186,7 +186,7 @@ function decodeError(nl: NlHeader, buf: Buffer, off: number, end: number): NlErr
   if (end - off < 4 + NLMSGHDR_LEN) throw new MalformedMessageError('truncated NLMSG_ERROR', off, 'nlmsgerr');
   const error = buf.readInt32LE(off);
   const request = decodeNlHeader(buf, off + 4);
-  const out: NlError = { kind: 'ERROR', nl, errno: -error, request };
+  const out: NlError = { kind: 'ERROR', nl, errno: 0 - error || 0, request };
   if (nl.flags & NLM_F.ACK_TLVS) {
     const echoed = nl.flags & NLM_F.CAPPED ? NLMSGHDR_LEN : request.len;
     let p = off + 4 + align4(echoed);
@@ -211,7 +211,7 @@ function decodeOne(buf: Buffer, off: number): NlMessage {
   const end = off + nl.len;
   if (nl.type === NLMSG.ERROR) return decodeError(nl, buf, start, end);
   if (nl.type === NLMSG.DONE) {
-    return { kind: 'DONE', nl, errno: end - start >= 4 ? -buf.readInt32LE(start) : 0 };
+    return { kind: 'DONE', nl, errno: end - start >= 4 ? 0 - buf.readInt32LE(start) || 0 : 0 };
   }
   const kind = KIND_OF_TYPE.get(nl.type);
   if (!kind) return { kind: 'OTHER', nl, body: Buffer.from(buf.subarray(start, end)) };
