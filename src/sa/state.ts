@@ -27,7 +27,7 @@ export const CHILD_STATES = [
 export type ChildState = (typeof CHILD_STATES)[number];
 
 const IKE_ALLOWED: Record<IkeState, readonly IkeState[]> = {
-  created: ['connecting', 'destroyed'],
+  created: ['connecting', 'established', 'destroyed'], // established directly: an IKE SA made by a rekey
   connecting: ['connecting', 'authenticating', 'deleting', 'destroyed'],
   authenticating: ['established', 'deleting', 'destroyed'],
   established: ['rekeying', 'rekeyed', 'deleting', 'destroyed'],

@@ -1,0 +1,191 @@
+import type { DirectionKeys } from '../crypto/ikev2/keys.js';
+import { espSaAlgorithms } from '../crypto/transforms.js';
+import type { KernelIpsec, PolicySpec, SaSpec } from '../kernel/types.js';
+import type { EspSuite } from '../sa/proposal.js';
+import type { ChildState } from '../sa/state.js';
+import { rangeToPrefixes, type TrafficSelector } from '../sa/traffic-selector.js';
+import type { Timer } from '../util/clock.js';
+import type { Endpoint } from './env.js';
+import type { PolicyBook } from './policy-book.js';
+
+/** One negotiated Child SA pair (inbound + outbound ESP SA). */
+export interface ChildSa {
+  uid: string;
+  /** Name of the configured child it realises. */
+  name: string;
+  state: ChildState;
+  reqid: number;
+  mode: 'tunnel' | 'transport';
+  spiIn: number;
+  spiOut: number;
+  suite: EspSuite;
+  localTs: TrafficSelector[];
+  remoteTs: TrafficSelector[];
+  encap: boolean;
+  keysIn: DirectionKeys;
+  keysOut: DirectionKeys;
+  createdAt: number;
+  rekeyAt: number;
+  expireAt: number;
+  /** Lowest nonce of the exchange that created it (rekey collisions, RFC 7296 2.8.1). */
+  minNonce: Buffer;
+  /** Set on the old SA once a rekey replaced it. */
+  replacedBy?: string;
+  timers: { rekey?: Timer; expire?: Timer };
+}
+
+export function spiHex(spi: number): string {
+  return spi.toString(16).padStart(8, '0');
+}
+
+function algorithms(child: ChildSa, keys: DirectionKeys) {
+  return espSaAlgorithms({
+    encr: child.suite.encr.id,
+    ...(child.suite.encr.keyLen !== undefined ? { keyBits: child.suite.encr.keyLen } : {}),
+    ...(child.suite.integ !== undefined ? { integ: child.suite.integ, integKey: keys.integKey } : {}),
+    encKey: keys.encKey,
+  });
+}
+
+export function inboundSaSpec(child: ChildSa, local: Endpoint, remote: Endpoint): SaSpec {
+  return {
+    src: remote.addr,
+    dst: local.addr,
+    spi: child.spiIn,
+    proto: 'esp',
+    mode: child.mode,
+    reqid: child.reqid,
+    algorithms: algorithms(child, child.keysIn),
+    ...(child.encap ? { encap: { sport: remote.port, dport: local.port } } : {}),
+    replayWindow: 128,
+    esn: child.suite.esn,
+  };
+}
+
+export function outboundSaSpec(child: ChildSa, local: Endpoint, remote: Endpoint): SaSpec {
+  return {
+    src: local.addr,
+    dst: remote.addr,
+    spi: child.spiOut,
+    proto: 'esp',
+    mode: child.mode,
+    reqid: child.reqid,
+    algorithms: algorithms(child, child.keysOut),
+    ...(child.encap ? { encap: { sport: local.port, dport: remote.port } } : {}),
+    replayWindow: 0,
+    esn: child.suite.esn,
+  };
+}
+
+function prefixLen(p: string): number {
+  return Number(p.split('/')[1]);
+}
+
+/**
+ * Kernel policies for a child: out (local -> remote) plus in and fwd for each
+ * selector pair. More specific selectors get a smaller (= preferred) priority,
+ * relative to the policy book's band.
+ */
+export function childPolicies(args: {
+  reqid: number;
+  mode: 'tunnel' | 'transport';
+  localTs: readonly TrafficSelector[];
+  remoteTs: readonly TrafficSelector[];
+  local: string;
+  remote: string;
+}): PolicySpec[] {
+  const out: PolicySpec[] = [];
+  for (const l of args.localTs) {
+    for (const r of args.remoteTs) {
+      if (l.family !== r.family) continue;
+      const proto = l.proto || r.proto;
+      for (const lp of rangeToPrefixes(l)) {
+        for (const rp of rangeToPrefixes(r)) {
+          const priority = (l.family === 4 ? 64 : 256) - prefixLen(lp) - prefixLen(rp) + (proto ? 0 : 1);
+          const ports = (ts: TrafficSelector) => (ts.startPort === ts.endPort ? ts.startPort : 0);
+          const sel = (src: string, dst: string, sp: number, dp: number) => ({
+            src,
+            dst,
+            ...(proto ? { proto } : {}),
+            ...(sp ? { srcPort: sp } : {}),
+            ...(dp ? { dstPort: dp } : {}),
+          });
+          const tmpl = (src: string, dst: string) => [
+            { src, dst, proto: 'esp' as const, mode: args.mode, reqid: args.reqid },
+          ];
+          out.push({
+            selector: sel(lp, rp, ports(l), ports(r)),
+            dir: 'out',
+            action: 'allow',
+            priority,
+            templates: tmpl(args.local, args.remote),
+          });
+          for (const dir of ['in', 'fwd'] as const) {
+            if (dir === 'fwd' && args.mode === 'transport') continue;
+            out.push({
+              selector: sel(rp, lp, ports(r), ports(l)),
+              dir,
+              action: 'allow',
+              priority,
+              templates: tmpl(args.remote, args.local),
+            });
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Installs both SAs (inbound replaces the larval SA from SPI allocation) and holds the policies. */
+export async function installChild(
+  kernel: KernelIpsec,
+  book: PolicyBook,
+  child: ChildSa,
+  local: Endpoint,
+  remote: Endpoint,
+): Promise<void> {
+  await kernel.updateSa(inboundSaSpec(child, local, remote));
+  await kernel.addSa(outboundSaSpec(child, local, remote));
+  await book.hold(
+    child.reqid,
+    child.uid,
+    childPolicies({
+      reqid: child.reqid,
+      mode: child.mode,
+      localTs: child.localTs,
+      remoteTs: child.remoteTs,
+      local: local.addr,
+      remote: remote.addr,
+    }),
+  );
+}
+
+/** Removes both SAs (tolerating ones already gone) and releases the policies. */
+export async function uninstallChild(
+  kernel: KernelIpsec,
+  book: PolicyBook,
+  child: ChildSa,
+  local: Endpoint,
+  remote: Endpoint,
+): Promise<void> {
+  for (const id of [
+    { dst: local.addr, spi: child.spiIn, proto: 'esp' as const },
+    { dst: remote.addr, spi: child.spiOut, proto: 'esp' as const },
+  ]) {
+    if (!id.spi) continue;
+    try {
+      await kernel.deleteSa(id);
+    } catch {
+      // Gone already (expired, flushed): the goal state is reached.
+    }
+  }
+  await book.release(child.reqid, child.uid);
+}
+
+export function destroyChildSecrets(child: ChildSa): void {
+  child.timers.rekey?.cancel();
+  child.timers.expire?.cancel();
+  child.keysIn.destroy();
+  child.keysOut.destroy();
+}

@@ -1,0 +1,590 @@
+import type { KeyExchange } from '../crypto/dh.js';
+import type { IkeSaKeys } from '../crypto/ikev2/keys.js';
+import type { Identity } from '../sa/identity.js';
+import type { PeerPolicy } from '../sa/policy.js';
+import type { IkeProposalSpec, IkeSuite } from '../sa/proposal.js';
+import { type ChildState, type IkeState, transitionChild, transitionIke } from '../sa/state.js';
+import { type Timer, withJitter } from '../util/clock.js';
+import { SerialQueue } from '../util/serial-queue.js';
+import { MalformedMessageError } from '../wire/errors.js';
+import { checkExchangeRules, EXCHANGE, type IkeMessage, name, type Payload } from '../wire/ikev2/index.js';
+import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from './child-sa.js';
+import type { Endpoint, EngineEnv } from './env.js';
+import { CreateChildTask, respondCreateChild } from './exchanges/create-child.js';
+import { respondIkeAuth } from './exchanges/ike-auth.js';
+import { respondIkeInit } from './exchanges/ike-init.js';
+import { IkeRekeyTask, respondIkeRekey } from './exchanges/ike-rekey.js';
+import { DeleteChildTask, DeleteIkeTask, LivenessTask, respondInformational } from './exchanges/informational.js';
+import { N, P } from './payloads.js';
+import type { PolicyBook } from './policy-book.js';
+import { encodePlain, type MessageProtector } from './protect.js';
+import { livenessSchedule } from './retransmit.js';
+import { type InboundMessage, type OutboundMessage, TaskManager } from './task-manager.js';
+
+/** What an IKE SA needs from its manager. */
+export interface IkeSaHost {
+  readonly env: EngineEnv;
+  readonly book: PolicyBook;
+  reqidFor(peer: string, child: string): number;
+  /** A fresh local IKE SPI, unique among our SAs. */
+  newSpi(): Buffer;
+  /** A fresh SA serial number. */
+  newUid(): number;
+  /** Responder: the peer policy for an authenticated-to-be identity arriving from `remote`. */
+  resolvePeer(id: Identity, remote: Endpoint): PeerPolicy | undefined;
+  /** The SA reached `established` (after IKE_AUTH). */
+  onEstablished(sa: IkeSa, initialContact: boolean): void;
+  /** The SA failed to establish, or an exchange timed out on an established SA. */
+  onFailure(sa: IkeSa, reason: string, phase: 'establish' | 'liveness' | 'exchange'): void;
+  /** The peer deleted this IKE SA. */
+  onPeerDelete(sa: IkeSa): void;
+  /** The SA is gone; remove it from every table. */
+  onDestroyed(sa: IkeSa): void;
+  /** A new IKE SA replaces `old` (IKE SA rekey). */
+  onRekeyed(old: IkeSa, fresh: IkeSa): void;
+  /** Whether INITIAL_CONTACT should accompany the first IKE SA to this peer. */
+  wantsInitialContact(peer: PeerPolicy): boolean;
+}
+
+export type Role = 'initiator' | 'responder';
+
+/**
+ * One IKE SA: its negotiated state, its Child SAs, its task manager and its
+ * timers. All inbound processing runs through `queue`, so an await on the
+ * kernel never interleaves two messages of one SA.
+ */
+export class IkeSa {
+  state: IkeState = 'created';
+  readonly queue = new SerialQueue();
+  readonly tm: TaskManager<Payload>;
+  readonly children = new Map<string, ChildSa>();
+  peer: PeerPolicy | undefined;
+  remoteId: Identity | undefined;
+  suite: IkeSuite | undefined;
+  keys: IkeSaKeys | undefined;
+  protector: MessageProtector | undefined;
+  ni: Buffer = Buffer.alloc(0);
+  nr: Buffer = Buffer.alloc(0);
+  /** Our KE for IKE_SA_INIT (initiator), kept until the response arrives. */
+  ke: KeyExchange | undefined;
+  /** IKE_SA_INIT request and response bytes, kept until AUTH is verified. */
+  initRequest: Buffer | undefined;
+  initResponse: Buffer | undefined;
+  nat = { local: false, remote: false };
+  fragmentation = false;
+  initialContactSent = false;
+  readonly createdAt: number;
+  establishedAt = 0;
+  lastInboundAt = 0;
+  lastLivenessAt = 0;
+  livenessFailures = 0;
+  rekeyAt = 0;
+  expireAt = 0;
+  lastError: { code: string; message: string; at: number } | undefined;
+  /** Responder SPI of an IKE_SA_INIT response, adopted once the response is accepted. */
+  pendingSpiR: Buffer | undefined;
+  /** Proposals a responder selects from (known before the peer's identity). */
+  responderProposals: IkeProposalSpec[] = [];
+  /** Child rekeys the peer ran while ours was in flight: old child uid -> the peer's new child. */
+  private readonly childCollisions = new Map<string, ChildSa>();
+  private childSeq = 0;
+  private timers: { rekey?: Timer; expire?: Timer; dpd?: Timer; keepalive?: Timer; halfOpen?: Timer } = {};
+
+  constructor(
+    readonly host: IkeSaHost,
+    readonly uid: number,
+    readonly role: Role,
+    public spiI: Buffer,
+    public spiR: Buffer,
+    public local: Endpoint,
+    public remote: Endpoint,
+    peer?: PeerPolicy,
+  ) {
+    this.peer = peer;
+    this.createdAt = host.env.clock.now();
+    const env = host.env;
+    this.tm = new TaskManager<Payload>({
+      clock: env.clock,
+      random: env.rand01,
+      schedule: peer?.retransmit ?? { baseMs: 2000, factor: 1.8, maxTimeoutMs: 30_000, tries: 5, jitter: 0.2 },
+      encode: (msg, id, response) => this.encode(msg, id, response),
+      send: (d) => this.sendDatagrams(d),
+      respond: (msg) => this.respond(msg),
+      onTimeout: (task) => this.onTaskTimeout(task),
+      onRetransmit: (task, attempt) => env.emit({ type: 'retransmit', peer: this.peerName, exchange: task, attempt }),
+    });
+  }
+
+  get env(): EngineEnv {
+    return this.host.env;
+  }
+  get isInitiator(): boolean {
+    return this.role === 'initiator';
+  }
+  /** The SPI that identifies this SA on our side. */
+  get ourSpi(): Buffer {
+    return this.isInitiator ? this.spiI : this.spiR;
+  }
+  get peerName(): string {
+    return this.peer?.name ?? `${this.remote.addr}:${this.remote.port}`;
+  }
+  get label(): string {
+    return `${this.spiI.toString('hex')}_i ${this.spiR.toString('hex')}_r`;
+  }
+
+  transition(to: IkeState, reason: string): void {
+    transitionIke(this, to, reason, (c) =>
+      this.env.emit({ type: 'ike.state', peer: this.peerName, sa: this.label, from: c.from, to: c.to, reason }),
+    );
+  }
+
+  nextChildUid(): string {
+    this.childSeq++;
+    return `${this.uid}.${this.childSeq}`;
+  }
+
+  // ---- outbound ----------------------------------------------------------
+
+  private encode(msg: OutboundMessage<Payload>, messageId: number, response: boolean): Buffer[] {
+    const fields = {
+      spiI: this.spiI,
+      spiR: this.spiR,
+      exchangeType: msg.exchange,
+      messageId,
+      initiator: this.isInitiator,
+      response,
+    };
+    if (msg.exchange === EXCHANGE.IKE_SA_INIT) {
+      const bytes = encodePlain(fields, msg.payloads);
+      if (response) this.initResponse = bytes;
+      else this.initRequest = bytes;
+      return [bytes];
+    }
+    if (!this.protector) throw new Error(`IKE SA ${this.label}: no keys to protect ${name(EXCHANGE, msg.exchange)}`);
+    return this.protector.seal(fields, msg.payloads, this.fragmentation);
+  }
+
+  sendDatagrams(datagrams: Buffer[]): void {
+    for (const data of datagrams) this.env.send({ data, local: this.local, remote: this.remote });
+  }
+
+  /** Moves IKE traffic to port 4500 (NAT-T float), RFC 7296 2.23. */
+  floatToNatT(): void {
+    if (this.local.port === 4500) return;
+    this.local = { ...this.local, port: 4500 };
+    if (this.remote.port === 500) this.remote = { ...this.remote, port: 4500 };
+  }
+
+  // ---- inbound -----------------------------------------------------------
+
+  /** Handles one decoded message addressed to this SA. Call through `queue`. */
+  async handle(raw: Buffer, msg: IkeMessage, from: Endpoint): Promise<void> {
+    if (this.state === 'destroyed') return;
+    const h = msg.header;
+    const response = h.flags.response;
+    let payloads: Payload[];
+    if (h.exchangeType === EXCHANGE.IKE_SA_INIT) {
+      if (response) {
+        this.initResponse = raw;
+        this.pendingSpiR = h.spiR;
+      } else {
+        this.initRequest = raw;
+      }
+      payloads = msg.payloads;
+    } else {
+      if (!this.protector) return this.drop('encrypted message before keys exist', from);
+      const opened = this.protector.open(raw, h, msg.payloads);
+      if (opened.kind === 'drop') return this.drop(opened.reason, from);
+      if (opened.kind === 'fragment-pending') return;
+      payloads = opened.payloads;
+      this.lastInboundAt = this.env.clock.now();
+      this.followPeerAddress(from);
+    }
+    const rules = checkExchangeRules(
+      h.exchangeType,
+      response,
+      msg.payloads,
+      h.exchangeType === EXCHANGE.IKE_SA_INIT ? undefined : payloads,
+    );
+    const inbound: InboundMessage<Payload> = { exchange: h.exchangeType, messageId: h.messageId, response, payloads };
+    if (!rules.ok) {
+      if (response || this.tm.isRetransmittedRequest(h.messageId)) return this.drop(`rules: ${rules.reason}`, from);
+      // A request that breaks the payload rules gets the error notify as its answer.
+      await this.tm.onRequest({ ...inbound, payloads: [P.notify(rules.notify)] });
+      return;
+    }
+    if (response) {
+      const r = await this.tm.onResponse(inbound);
+      if (r === 'unexpected') this.drop(`unexpected response ${h.messageId}`, from);
+    } else {
+      await this.tm.onRequest(inbound);
+    }
+  }
+
+  private async respond(msg: InboundMessage<Payload>): Promise<OutboundMessage<Payload>> {
+    // A request we turned into an error notify above is answered as-is.
+    const only = msg.payloads[0];
+    if (
+      msg.payloads.length === 1 &&
+      only?.type === 41 &&
+      only.notifyType < 16384 &&
+      msg.exchange !== EXCHANGE.INFORMATIONAL
+    ) {
+      return { exchange: msg.exchange, payloads: [only] };
+    }
+    switch (msg.exchange) {
+      case EXCHANGE.IKE_SA_INIT:
+        return respondIkeInit(this, msg);
+      case EXCHANGE.IKE_AUTH:
+        return respondIkeAuth(this, msg);
+      case EXCHANGE.CREATE_CHILD_SA:
+        return respondCreateChild(this, msg);
+      case EXCHANGE.INFORMATIONAL:
+        return respondInformational(this, msg);
+      default:
+        return { exchange: msg.exchange, payloads: [P.notify(N.INVALID_SYNTAX)] };
+    }
+  }
+
+  private drop(reason: string, from: Endpoint): void {
+    this.env.emit({ type: 'packet.dropped', peer: this.peerName, reason, from: `${from.addr}:${from.port}` });
+  }
+
+  /** After NAT detection, follow the peer's latest authenticated source (RFC 7296 2.23). */
+  private followPeerAddress(from: Endpoint): void {
+    if (!this.nat.remote && !this.nat.local) return;
+    if (from.addr === this.remote.addr && from.port === this.remote.port) return;
+    const old = this.remote;
+    this.remote = { ...from };
+    this.env.emit({
+      type: 'nat.mapping',
+      peer: this.peerName,
+      from: `${old.addr}:${old.port}`,
+      to: `${from.addr}:${from.port}`,
+    });
+    this.onRemoteMoved?.(old);
+  }
+
+  /** Set by the manager: re-install outbound SAs when the peer's NAT mapping changed. */
+  onRemoteMoved: ((old: Endpoint) => void) | undefined;
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  /** Called by the IKE_AUTH exchange on both sides when authentication succeeded. */
+  markEstablished(initialContact: boolean): void {
+    this.enterEstablished('authenticated');
+    this.host.onEstablished(this, initialContact);
+  }
+
+  /** Established bookkeeping shared by IKE_AUTH and IKE SA rekeys. */
+  enterEstablished(reason: string): void {
+    const now = this.env.clock.now();
+    this.establishedAt = now;
+    this.lastInboundAt = now;
+    this.transition('established', reason);
+    this.timers.halfOpen?.cancel();
+    this.initRequest = undefined;
+    this.initResponse = undefined;
+    this.armIkeLifetime();
+    this.armDpd();
+    this.armKeepalive();
+  }
+
+  /** Lowest nonce of the exchange that created this IKE SA (rekey collisions). */
+  get minNonce(): Buffer {
+    return Buffer.compare(this.ni, this.nr) <= 0 ? this.ni : this.nr;
+  }
+
+  /** The peer's IKE SA rekey that completed while ours was in flight (RFC 7296 2.8.2). */
+  ikeCollision: IkeSa | undefined;
+
+  respondIkeRekey(msg: InboundMessage<Payload>): Promise<OutboundMessage<Payload>> {
+    return respondIkeRekey(this, msg);
+  }
+
+  /** After a failed IKE rekey, try again well before expiry. */
+  scheduleIkeRekeyRetry(): void {
+    const left = this.expireAt - this.env.clock.now();
+    const wait = Math.max(1000, Math.min(30_000, left / 4)) * (0.5 + this.env.rand01() / 2);
+    this.timers.rekey?.cancel();
+    this.timers.rekey = this.env.clock.setTimer(wait, () => {
+      void this.queue.run(() => this.rekeyIke());
+    });
+  }
+
+  /** Starts an IKE SA rekey (timer or operator). */
+  async rekeyIke(): Promise<void> {
+    if (this.state !== 'established' || this.tm.hasTask('ike-rekey')) return;
+    this.env.emit({ type: 'rekey.started', peer: this.peerName, kind: 'ike' });
+    await this.tm.enqueue(new IkeRekeyTask(this));
+  }
+
+  /** Responder: give up on a half-open SA that never authenticates. */
+  armHalfOpen(ms: number): void {
+    this.timers.halfOpen = this.env.clock.setTimer(ms, () => {
+      if (this.state === 'connecting' || this.state === 'authenticating') {
+        void this.queue.run(() => this.destroy('half-open timeout'));
+      }
+    });
+  }
+
+  private armIkeLifetime(): void {
+    const peer = this.peer;
+    if (!peer) return;
+    const now = this.env.clock.now();
+    const margin = withJitter(peer.rekeyMarginMs, peer.rekeyJitter, this.env.rand01);
+    this.expireAt = now + peer.ikeLifetimeMs;
+    this.rekeyAt = this.expireAt - margin;
+    this.timers.rekey?.cancel();
+    this.timers.expire?.cancel();
+    this.timers.rekey = this.env.clock.setTimer(this.rekeyAt - now, () => {
+      void this.queue.run(() => this.rekeyIke());
+    });
+    this.timers.expire = this.env.clock.setTimer(peer.ikeLifetimeMs, () => {
+      void this.queue.run(() => this.destroy('IKE SA lifetime expired'));
+    });
+  }
+
+  /** Liveness: probe only when nothing authenticated came in within the delay. */
+  armDpd(): void {
+    const peer = this.peer;
+    this.timers.dpd?.cancel();
+    if (!peer || peer.dpdDelayMs <= 0) return;
+    const quietFor = this.env.clock.now() - this.lastInboundAt;
+    const wait = Math.max(0, peer.dpdDelayMs - quietFor);
+    this.timers.dpd = this.env.clock.setTimer(withJitter(wait, 0.05, this.env.rand01) || wait, () => {
+      void this.queue.run(() => this.onDpdDue());
+    });
+  }
+
+  private async onDpdDue(): Promise<void> {
+    const peer = this.peer;
+    if (!peer || this.state !== 'established') return;
+    if (this.env.clock.now() - this.lastInboundAt < peer.dpdDelayMs) return this.armDpd();
+    if (await this.kernelSawInbound()) return this.armDpd();
+    if (this.tm.busy || this.tm.hasTask('liveness')) return this.armDpd();
+    await this.probe();
+  }
+
+  /** Sends a liveness check now (also `coatictl dpd`). Resolves when answered or declared dead. */
+  probe(): Promise<'alive' | 'dead'> {
+    const peer = this.peer;
+    const timeout = peer?.dpdTimeoutMs ?? 5000;
+    this.lastLivenessAt = this.env.clock.now();
+    this.env.emit({ type: 'liveness.sent', peer: this.peerName });
+    return new Promise((resolve) => {
+      void this.tm.enqueue(
+        new LivenessTask(livenessSchedule(timeout), (alive) => {
+          if (alive) {
+            this.livenessFailures = 0;
+            this.armDpd();
+          } else {
+            this.livenessFailures++;
+          }
+          resolve(alive ? 'alive' : 'dead');
+        }),
+        true,
+      );
+    });
+  }
+
+  /** Kernel counters of our inbound ESP SAs count as inbound traffic. */
+  private async kernelSawInbound(): Promise<boolean> {
+    let seen = false;
+    for (const c of this.children.values()) {
+      if (c.state !== 'installed' && c.state !== 'rekeying') continue;
+      try {
+        const info = await this.env.kernel.getSa({ dst: this.local.addr, spi: c.spiIn, proto: 'esp' });
+        const use = info?.counters.useTime ?? 0;
+        if (use * 1000 > this.lastInboundAt) {
+          this.lastInboundAt = Math.min(this.env.clock.now(), use * 1000);
+          seen = true;
+        }
+      } catch {
+        // Counters unavailable: fall back to an IKE probe.
+      }
+    }
+    return seen && this.env.clock.now() - this.lastInboundAt < (this.peer?.dpdDelayMs ?? 0);
+  }
+
+  private armKeepalive(): void {
+    const peer = this.peer;
+    this.timers.keepalive?.cancel();
+    if (!peer || !this.nat.local || peer.natKeepaliveMs <= 0) return;
+    this.timers.keepalive = this.env.clock.setTimer(peer.natKeepaliveMs, () => {
+      if (this.state === 'destroyed') return;
+      this.env.send({ data: Buffer.from([0xff]), local: this.local, remote: this.remote });
+      this.armKeepalive();
+    });
+  }
+
+  private onTaskTimeout(task: string): void {
+    const phase =
+      this.state === 'established' || this.state === 'rekeying'
+        ? task === 'liveness'
+          ? 'liveness'
+          : 'exchange'
+        : 'establish';
+    this.lastError = { code: 'TIMEOUT', message: `${task}: no response after retransmits`, at: this.env.clock.now() };
+    this.host.onFailure(this, `${task} timed out`, phase);
+  }
+
+  recordError(code: string, message: string): void {
+    this.lastError = { code, message, at: this.env.clock.now() };
+  }
+
+  /**
+   * Tears the SA down locally: timers, tasks, kernel state of its children
+   * (unless `keepKernel`), secrets. Idempotent.
+   */
+  async destroy(reason: string, opts: { keepKernel?: boolean } = {}): Promise<void> {
+    if (this.state === 'destroyed') return;
+    for (const t of Object.values(this.timers)) t?.cancel();
+    this.timers = {};
+    this.tm.destroy();
+    for (const child of this.children.values()) {
+      if (!opts.keepKernel) await uninstallChild(this.env.kernel, this.host.book, child, this.local, this.remote);
+      destroyChildSecrets(child);
+    }
+    this.children.clear();
+    this.keys?.destroy();
+    this.transition('destroyed', reason);
+    this.host.onDestroyed(this);
+  }
+
+  // ---- Child SAs ---------------------------------------------------------
+
+  transitionChild(c: ChildSa, to: ChildState, reason: string): void {
+    transitionChild(c, to, reason, (ch) =>
+      this.env.emit({
+        type: 'child.state',
+        peer: this.peerName,
+        child: c.name,
+        spiIn: spiHex(c.spiIn),
+        spiOut: spiHex(c.spiOut),
+        from: ch.from,
+        to: ch.to,
+        reason,
+      }),
+    );
+  }
+
+  /** Rekey (soft) and expiry (hard) timers of a Child SA; they die with it. */
+  scheduleChildTimers(c: ChildSa): void {
+    const now = this.env.clock.now();
+    c.timers.rekey?.cancel();
+    c.timers.expire?.cancel();
+    c.timers.rekey = this.env.clock.setTimer(c.rekeyAt - now, () => {
+      void this.queue.run(() => this.rekeyChild(c));
+    });
+    c.timers.expire = this.env.clock.setTimer(c.expireAt - now, () => {
+      void this.queue.run(() => this.removeChild(c, 'hard lifetime expired'));
+    });
+  }
+
+  /** Starts a CREATE_CHILD_SA for a configured child. */
+  async createChild(name: string): Promise<void> {
+    const policy = this.peer?.children.find((c) => c.name === name);
+    if (!policy || this.state !== 'established') return;
+    await this.tm.enqueue(
+      new CreateChildTask(this, policy, undefined, (r) => {
+        if (!r.ok)
+          this.env.emit({ type: 'child.failed', peer: this.peerName, child: name, code: r.code, reason: r.message });
+      }),
+    );
+  }
+
+  /** Rekeys a Child SA make-before-break: the new pair is installed before the old one is deleted. */
+  async rekeyChild(old: ChildSa): Promise<void> {
+    if (old.state !== 'installed' || this.state === 'destroyed' || this.state === 'deleting') return;
+    const policy = this.peer?.children.find((c) => c.name === old.name);
+    if (!policy) return;
+    if (this.tm.hasTask(`child-rekey:${old.uid}`)) return;
+    this.env.emit({ type: 'rekey.started', peer: this.peerName, kind: 'child' });
+    await this.tm.enqueue(
+      new CreateChildTask(this, policy, old, (r) => {
+        const peerNew = this.childCollisions.get(old.uid);
+        this.childCollisions.delete(old.uid);
+        if (r.ok) {
+          this.childReplaced(old, r.child, 'initiator', peerNew);
+          this.env.emit({ type: 'rekey.completed', peer: this.peerName, kind: 'child' });
+          return;
+        }
+        if (peerNew) return; // the peer's rekey replaced it; it deletes the old pair
+        if (old.state === 'rekeying') this.transitionChild(old, 'installed', `rekey failed: ${r.message}`);
+        // Retry later, before the hard expiry.
+        const retryIn = Math.min(30_000, Math.max(1000, (old.expireAt - this.env.clock.now()) / 4));
+        old.timers.rekey?.cancel();
+        old.timers.rekey = this.env.clock.setTimer(retryIn * (0.5 + this.env.rand01() / 2), () => {
+          void this.queue.run(() => this.rekeyChild(old));
+        });
+      }),
+    );
+  }
+
+  /**
+   * A new Child SA replaces `old`. As initiator we delete the redundant pair:
+   * normally `old`; after a collision the pair made by the exchange with the
+   * lowest nonce (RFC 7296 2.8.1). As responder we note a collision if our own
+   * rekey of `old` is in flight, otherwise the initiator deletes `old`.
+   */
+  childReplaced(old: ChildSa, fresh: ChildSa, by: 'initiator' | 'responder', peerNew?: ChildSa): void {
+    if (by === 'responder') {
+      if (this.tm.hasTask(`child-rekey:${old.uid}`)) this.childCollisions.set(old.uid, fresh);
+      if (old.state === 'installed' || old.state === 'rekeying')
+        this.transitionChild(old, 'rekeyed', 'rekeyed by peer');
+      old.replacedBy = fresh.uid;
+      return;
+    }
+    if (old.state === 'installed' || old.state === 'rekeying') this.transitionChild(old, 'rekeyed', 'rekeyed');
+    old.replacedBy = fresh.uid;
+    if (peerNew && Buffer.compare(fresh.minNonce, peerNew.minNonce) < 0) {
+      // Our exchange had the lowest nonce: our new pair is the redundant one.
+      void this.tm.enqueue(new DeleteChildTask(this, [fresh]));
+      return;
+    }
+    if (old.state !== 'deleting' && old.state !== 'destroyed') void this.tm.enqueue(new DeleteChildTask(this, [old]));
+  }
+
+  /** Refusal for a peer's rekey of `c`, or undefined to accept it. */
+  childRekeyCollision(c: ChildSa): number | undefined {
+    if (this.state === 'rekeying') return N.TEMPORARY_FAILURE;
+    if (c.state === 'deleting' || c.state === 'destroyed' || c.state === 'rekeyed') return N.CHILD_SA_NOT_FOUND;
+    return undefined;
+  }
+
+  /** Removes a Child SA from the kernel and from this IKE SA. */
+  async removeChild(c: ChildSa, reason: string): Promise<void> {
+    if (c.state === 'destroyed') return;
+    await uninstallChild(this.env.kernel, this.host.book, c, this.local, this.remote);
+    destroyChildSecrets(c);
+    this.children.delete(c.uid);
+    this.transitionChild(c, 'destroyed', reason);
+  }
+
+  /** Deletes Child SAs through the peer (INFORMATIONAL Delete). */
+  async deleteChildren(children: ChildSa[]): Promise<void> {
+    if (children.length) await this.tm.enqueue(new DeleteChildTask(this, children));
+  }
+
+  /** Deletes this IKE SA through the peer, then locally. */
+  async delete(reason: string): Promise<void> {
+    if (this.state === 'destroyed' || this.state === 'deleting' || this.tm.hasTask('ike-delete')) return;
+    if (this.state !== 'established' && this.state !== 'rekeying' && this.state !== 'rekeyed') {
+      await this.destroy(reason);
+      return;
+    }
+    await this.tm.enqueue(
+      new DeleteIkeTask(this, reason, { baseMs: 500, factor: 2, maxTimeoutMs: 2000, tries: 2, jitter: 0.1 }),
+      true,
+    );
+  }
+
+  describeChild(c: ChildSa): string {
+    return `${c.name} ${spiHex(c.spiIn)}_i ${spiHex(c.spiOut)}_o`;
+  }
+}
+
+export function isMalformed(err: unknown): err is MalformedMessageError {
+  return err instanceof MalformedMessageError;
+}

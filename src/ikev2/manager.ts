@@ -1,0 +1,571 @@
+import { CoatiError } from '../errors.js';
+import type { Identity } from '../sa/identity.js';
+import { sameIdentity } from '../sa/identity.js';
+import type { PeerPolicy } from '../sa/policy.js';
+import type { IkeProposalSpec } from '../sa/proposal.js';
+import { MalformedMessageError } from '../wire/errors.js';
+import { decodeHeader, decodeMessage, EXCHANGE, type IkeMessage, isNotify, NOTIFY } from '../wire/ikev2/index.js';
+import { childPolicies, outboundSaSpec } from './child-sa.js';
+import { CookieJar } from './cookies.js';
+import type { Endpoint, EngineEnv } from './env.js';
+import { IkeAuthTask } from './exchanges/ike-auth.js';
+import { evaluateInitRequest, IkeInitTask } from './exchanges/ike-init.js';
+import { IkeSa, type IkeSaHost } from './ike-sa.js';
+import { findNotify, P } from './payloads.js';
+import { newPeerRuntime, type PeerRuntime, restartBackoff } from './peer-runtime.js';
+import { PolicyBook } from './policy-book.js';
+import { encodePlain } from './protect.js';
+
+export interface ManagerLimits {
+  /** Half-open SAs (all peers) above which IKE_SA_INIT needs a COOKIE. */
+  cookieThreshold: number;
+  /** Half-open SAs per source address; more are dropped. */
+  halfOpenPerAddress: number;
+  /** A responder SA that does not authenticate within this time is dropped. */
+  halfOpenTimeoutMs: number;
+  /** INVALID_IKE_SPI answers per second (RFC 7296 2.21.4 allows, rate-limited). */
+  invalidSpiPerSecond: number;
+  /** First reqid handed out (the kernel backend tags ownership by range). */
+  reqidBase: number;
+  /** Delay before a crossing-streams duplicate is deleted (the survivor carries traffic first). */
+  duplicateGraceMs: number;
+}
+
+export const DEFAULT_LIMITS: ManagerLimits = {
+  cookieThreshold: 2000,
+  halfOpenPerAddress: 200,
+  halfOpenTimeoutMs: 30_000,
+  invalidSpiPerSecond: 20,
+  reqidBase: 0xc0a70001,
+  duplicateGraceMs: 2000,
+};
+
+const ZERO_SPI = Buffer.alloc(8);
+const key = (spi: Buffer) => spi.toString('hex');
+
+/**
+ * Owns every IKEv2 SA of this daemon: the receive path, SA tables, peers'
+ * runtime state, half-open limits and cookies, and what follows failures.
+ */
+export class Ikev2Manager implements IkeSaHost {
+  readonly book: PolicyBook;
+  private readonly bySpi = new Map<string, IkeSa>();
+  private readonly halfOpen = new Map<string, IkeSa>();
+  private readonly peers = new Map<string, PeerRuntime>();
+  private readonly cookies: CookieJar;
+  private readonly contacted = new Set<string>();
+  private nextReqid: number;
+  private uidSeq = 0;
+  private invalidSpiWindow = { at: 0, count: 0 };
+  private readonly limits: ManagerLimits;
+
+  constructor(
+    readonly env: EngineEnv,
+    limits: Partial<ManagerLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.book = new PolicyBook(env.kernel);
+    this.cookies = new CookieJar(env.random, () => env.clock.now());
+    this.nextReqid = this.limits.reqidBase;
+  }
+
+  // ---- configuration -------------------------------------------------------
+
+  /** Adds or replaces a peer policy (existing SAs keep the policy they were made with until replaced). */
+  setPeer(policy: PeerPolicy): void {
+    const rt = this.peers.get(policy.name);
+    if (rt) rt.policy = policy;
+    else this.peers.set(policy.name, newPeerRuntime(policy));
+  }
+
+  peer(name: string): PeerRuntime | undefined {
+    return this.peers.get(name);
+  }
+
+  peerNames(): string[] {
+    return [...this.peers.keys()];
+  }
+
+  /** Removes a peer: its SAs are deleted through the peer, its traps removed. */
+  async removePeer(name: string): Promise<void> {
+    await this.terminate(name);
+    const rt = this.peers.get(name);
+    if (!rt) return;
+    for (const reqid of rt.reqids.values()) await this.book.untrap(reqid);
+    this.peers.delete(name);
+  }
+
+  // ---- IkeSaHost -----------------------------------------------------------
+
+  reqidFor(peer: string, child: string): number {
+    const rt = this.peers.get(peer);
+    const map = rt?.reqids ?? new Map<string, number>();
+    let r = map.get(child);
+    if (r === undefined) {
+      r = this.nextReqid++;
+      map.set(child, r);
+    }
+    return r;
+  }
+
+  newSpi(): Buffer {
+    for (;;) {
+      const spi = this.env.random(8);
+      if (!spi.equals(ZERO_SPI) && !this.bySpi.has(key(spi))) return spi;
+    }
+  }
+
+  newUid(): number {
+    return ++this.uidSeq;
+  }
+
+  resolvePeer(id: Identity, remote: Endpoint): PeerPolicy | undefined {
+    let byId: PeerPolicy | undefined;
+    for (const rt of this.peers.values()) {
+      if (rt.policy.version !== 2 || !sameIdentity(rt.policy.remoteId, id)) continue;
+      if (rt.policy.remoteAddress === remote.addr) return rt.policy;
+      byId ??= rt.policy;
+    }
+    return byId;
+  }
+
+  wantsInitialContact(peer: PeerPolicy): boolean {
+    return !this.contacted.has(peer.name);
+  }
+
+  onEstablished(sa: IkeSa, initialContact: boolean): void {
+    const peer = sa.peer;
+    this.dropHalfOpen(sa);
+    if (!peer) return;
+    this.contacted.add(peer.name);
+    const rt = this.peers.get(peer.name);
+    if (rt) {
+      rt.failures = 0;
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+      rt.lastError = undefined;
+    }
+    this.env.emit({
+      type: 'handshake.completed',
+      peer: peer.name,
+      version: 2,
+      role: sa.role,
+      latencyMs: this.env.clock.now() - sa.createdAt,
+    });
+    this.env.emit({ type: 'peer.up', peer: peer.name, reason: `IKE SA ${sa.label} established` });
+    if (initialContact) this.honourInitialContact(sa);
+    const dups = this.established(peer.name).filter((o) => o !== sa);
+    if (dups.length) {
+      this.env.clock.setTimer(this.limits.duplicateGraceMs * (0.75 + this.env.rand01() / 2), () =>
+        this.resolveDuplicates(peer.name),
+      );
+    }
+  }
+
+  onFailure(sa: IkeSa, reason: string, phase: 'establish' | 'liveness' | 'exchange'): void {
+    const name = sa.peer?.name;
+    const rt = name ? this.peers.get(name) : undefined;
+    void sa.queue.run(async () => {
+      const wasUp = sa.state === 'established' || sa.state === 'rekeying';
+      if (phase === 'establish') {
+        this.env.emit({
+          type: 'handshake.failed',
+          peer: sa.peerName,
+          version: 2,
+          role: sa.role,
+          reason: sa.lastError?.code ?? 'TIMEOUT',
+          detail: reason,
+        });
+      } else {
+        this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
+      }
+      if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      await sa.destroy(reason);
+      if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
+      if (rt) await this.afterLoss(rt, phase);
+    });
+  }
+
+  onPeerDelete(sa: IkeSa): void {
+    const name = sa.peer?.name;
+    const rt = name ? this.peers.get(name) : undefined;
+    if (!rt || sa.state === 'rekeyed') return;
+    // A graceful stop of the peer: follow the configured action once our SA is gone.
+    sa.queue.idle().then(() => {
+      if (this.established(rt.policy.name).length === 0) {
+        this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
+        void this.afterLoss(rt, 'deleted');
+      }
+    });
+  }
+
+  onDestroyed(sa: IkeSa): void {
+    this.bySpi.delete(key(sa.ourSpi));
+    this.dropHalfOpen(sa);
+  }
+
+  onRekeyed(_old: IkeSa, fresh: IkeSa): void {
+    this.bySpi.set(key(fresh.ourSpi), fresh);
+  }
+
+  // ---- what follows a loss ---------------------------------------------------
+
+  /** Applies the peer's dead-peer action after its last SA went away. */
+  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'exchange' | 'deleted'): Promise<void> {
+    if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
+    const action = rt.policy.dpdAction;
+    if (why === 'establish') {
+      if (rt.wantUp) this.scheduleRetry(rt);
+      return;
+    }
+    if (action === 'restart') {
+      rt.wantUp = true;
+      rt.failures = 0;
+      await this.initiate(rt.policy.name);
+    } else if (action === 'trap') {
+      await this.installTraps(rt);
+    } else {
+      rt.wantUp = false;
+    }
+  }
+
+  private scheduleRetry(rt: PeerRuntime): void {
+    rt.failures++;
+    const wait = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    rt.retryTimer?.cancel();
+    rt.nextRetryAt = this.env.clock.now() + wait;
+    rt.retryTimer = this.env.clock.setTimer(wait, () => {
+      rt.retryTimer = undefined;
+      if (rt.wantUp && this.peers.get(rt.policy.name) === rt) void this.initiate(rt.policy.name);
+    });
+  }
+
+  /** Trap policies for every configured child: the next packet's ACQUIRE starts a negotiation. */
+  async installTraps(rt: PeerRuntime): Promise<void> {
+    const p = rt.policy;
+    const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+    for (const child of p.children) {
+      const reqid = this.reqidFor(p.name, child.name);
+      await this.book.trap(
+        reqid,
+        childPolicies({
+          reqid,
+          mode: child.mode,
+          localTs: child.localTs,
+          remoteTs: child.remoteTs,
+          local,
+          remote: p.remoteAddress,
+        }),
+      );
+    }
+  }
+
+  /** Kernel ACQUIRE for one of our reqids: bring the owning peer up. */
+  async onAcquire(reqid: number): Promise<void> {
+    for (const rt of this.peers.values()) {
+      if (![...rt.reqids.values()].includes(reqid)) continue;
+      if (this.established(rt.policy.name).length || this.connecting(rt.policy.name).length) return;
+      rt.wantUp = true;
+      await this.initiate(rt.policy.name);
+      return;
+    }
+  }
+
+  private async sourceFor(remote: string): Promise<string> {
+    return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  }
+
+  // ---- operator / daemon API ---------------------------------------------------
+
+  /** Starts a new IKE SA to the peer (IKE_SA_INIT + IKE_AUTH + first Child SA). */
+  async initiate(name: string): Promise<IkeSa> {
+    const rt = this.peers.get(name);
+    if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
+    if (rt.policy.version !== 2)
+      throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
+    rt.wantUp = true;
+    rt.retryTimer?.cancel();
+    rt.retryTimer = undefined;
+    const p = rt.policy;
+    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: 500 };
+    const sa = new IkeSa(
+      this,
+      this.newUid(),
+      'initiator',
+      this.newSpi(),
+      Buffer.alloc(8),
+      local,
+      { addr: p.remoteAddress, port: p.remotePort },
+      p,
+    );
+    this.wire(sa);
+    const failed = () => this.onFailure(sa, sa.lastError?.message ?? 'establishment failed', 'establish');
+    await sa.tm.enqueue(new IkeInitTask(sa, failed));
+    await sa.tm.enqueue(new IkeAuthTask(sa, failed));
+    return sa;
+  }
+
+  /** Deletes the peer's IKE SAs through the peer and stops wanting it up. */
+  async terminate(name: string): Promise<number> {
+    const rt = this.peers.get(name);
+    if (rt) {
+      rt.wantUp = false;
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+    }
+    const sas = this.sasOf(name);
+    await Promise.all(sas.map((sa) => sa.queue.run(() => sa.delete('terminated by operator'))));
+    return sas.length;
+  }
+
+  sasOf(name: string): IkeSa[] {
+    return [...this.bySpi.values()].filter((sa) => sa.peer?.name === name && sa.state !== 'destroyed');
+  }
+
+  established(name: string): IkeSa[] {
+    return this.sasOf(name).filter((sa) => sa.state === 'established' || sa.state === 'rekeying');
+  }
+
+  connecting(name: string): IkeSa[] {
+    return this.sasOf(name).filter(
+      (sa) => sa.state === 'created' || sa.state === 'connecting' || sa.state === 'authenticating',
+    );
+  }
+
+  allSas(): IkeSa[] {
+    return [...this.bySpi.values()];
+  }
+
+  // ---- crossing streams and INITIAL_CONTACT --------------------------------------
+
+  /**
+   * Several IKE SAs with one peer (both initiated at once): both ends keep the
+   * same one, the SA with the greatest SPIi|SPIr, a rule each end computes
+   * alike. Only the duplicate's initiator deletes it, after a grace period in
+   * which the survivor carries traffic.
+   */
+  private resolveDuplicates(name: string): void {
+    const sas = this.established(name);
+    if (sas.length < 2) return;
+    const rank = (sa: IkeSa) => Buffer.concat([sa.spiI, sa.spiR]);
+    const survivor = sas.reduce((a, b) => (Buffer.compare(rank(a), rank(b)) >= 0 ? a : b));
+    for (const sa of sas) {
+      if (sa === survivor) continue;
+      if (sa.isInitiator) {
+        this.env.emit({ type: 'duplicate.deleted', peer: name, sa: sa.label, survivor: survivor.label });
+        void sa.queue.run(() => sa.delete('duplicate IKE SA (crossing streams)'));
+      } else {
+        // The peer deletes it; if it does not, we do after a longer grace.
+        this.env.clock.setTimer(this.limits.duplicateGraceMs * 10, () => {
+          if (sa.state === 'established' && this.established(name).length > 1)
+            void sa.queue.run(() => sa.delete('duplicate IKE SA not deleted by peer'));
+        });
+      }
+    }
+  }
+
+  /** The peer lost its state: drop SAs with its identity that predate the new SA (RFC 7296 2.4). */
+  private honourInitialContact(sa: IkeSa): void {
+    const id = sa.remoteId;
+    if (!id) return;
+    for (const other of this.bySpi.values()) {
+      if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id)) continue;
+      if (other.state !== 'established' && other.state !== 'rekeying' && other.state !== 'rekeyed') continue;
+      if (other.establishedAt >= sa.createdAt) continue; // made by the peer's current incarnation
+      this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label });
+      void other.queue.run(() => other.destroy('INITIAL_CONTACT from peer'));
+    }
+  }
+
+  // ---- receive path ------------------------------------------------------------
+
+  /** Entry point for every IKEv2 datagram (non-ESP marker already stripped). Never throws. */
+  receive(data: Buffer, from: Endpoint, to: Endpoint): void {
+    let msg: IkeMessage;
+    try {
+      const h = decodeHeader(data);
+      if (h.majorVersion !== 2) return this.drop(`IKE major version ${h.majorVersion}`, from);
+      msg = decodeMessage(data);
+    } catch (err) {
+      const reason = err instanceof MalformedMessageError ? err.message : `decoder failure: ${String(err)}`;
+      return this.drop(reason, from);
+    }
+    try {
+      this.dispatch(data, msg, from, to);
+    } catch (err) {
+      this.env.log.error('receive path failed', {
+        error: err instanceof Error ? err.stack : String(err),
+        from: `${from.addr}:${from.port}`,
+      });
+    }
+  }
+
+  private dispatch(data: Buffer, msg: IkeMessage, from: Endpoint, to: Endpoint): void {
+    const h = msg.header;
+    const fromInitiator = h.flags.initiator;
+    if (fromInitiator && !h.flags.response && h.exchangeType === EXCHANGE.IKE_SA_INIT && h.spiR.equals(ZERO_SPI)) {
+      return this.onInitRequest(data, msg, from, to);
+    }
+    const ours = fromInitiator ? h.spiR : h.spiI;
+    const sa = this.bySpi.get(key(ours));
+    if (!sa) {
+      if (!h.flags.response && h.exchangeType !== EXCHANGE.IKE_SA_INIT) this.answerInvalidSpi(msg, from, to);
+      return this.drop(`unknown IKE SPI ${key(ours)}`, from);
+    }
+    if (this.isUnprotectedInvalidSpi(msg)) {
+      void sa.queue.run(() => this.suspectLostState(sa));
+      return;
+    }
+    sa.queue
+      .run(() => sa.handle(data, msg, from))
+      .catch((err) => {
+        this.env.log.error('IKE SA failed handling a message', {
+          sa: sa.label,
+          error: err instanceof Error ? err.stack : String(err),
+        });
+        void sa.queue.run(() => sa.destroy(`internal error: ${err instanceof Error ? err.message : String(err)}`));
+      });
+  }
+
+  private onInitRequest(data: Buffer, msg: IkeMessage, from: Endpoint, to: Endpoint): void {
+    const h = msg.header;
+    const hoKey = `${key(h.spiI)}|${from.addr}|${from.port}`;
+    const existing = this.halfOpen.get(hoKey);
+    if (existing) {
+      void existing.queue.run(() => existing.handle(data, msg, from));
+      return;
+    }
+    const nonce = msg.payloads.find((p) => p.type === 40);
+    const ni = nonce && 'data' in nonce ? nonce.data : Buffer.alloc(0);
+    const reply = (payloads: ReturnType<typeof P.notify>[]) =>
+      this.env.send({
+        data: encodePlain(
+          {
+            spiI: h.spiI,
+            spiR: ZERO_SPI,
+            exchangeType: EXCHANGE.IKE_SA_INIT,
+            messageId: 0,
+            initiator: false,
+            response: true,
+          },
+          payloads,
+        ),
+        local: to,
+        remote: from,
+      });
+    if (this.halfOpen.size >= this.limits.cookieThreshold) {
+      const cookie = findNotify(msg.payloads, NOTIFY.COOKIE);
+      if (!cookie || !this.cookies.verify(cookie.data, ni, from.addr, h.spiI)) {
+        this.env.emit({ type: 'cookie.sent', addr: from.addr });
+        return reply([P.notify(NOTIFY.COOKIE, this.cookies.issue(ni, from.addr, h.spiI))]);
+      }
+    }
+    let perAddr = 0;
+    for (const sa of this.halfOpen.values()) if (sa.remote.addr === from.addr) perAddr++;
+    if (perAddr >= this.limits.halfOpenPerAddress) return this.drop('half-open limit for address', from);
+    const proposals = this.proposalsFor(from.addr);
+    const verdict = evaluateInitRequest(msg.payloads, proposals);
+    if (verdict.kind === 'reject') {
+      this.env.emit({
+        type: 'handshake.failed',
+        peer: `${from.addr}:${from.port}`,
+        version: 2,
+        role: 'responder',
+        reason: 'NO_PROPOSAL_CHOSEN',
+        detail: verdict.reason,
+      });
+      return reply(verdict.payloads as ReturnType<typeof P.notify>[]);
+    }
+    const sa = new IkeSa(this, this.newUid(), 'responder', h.spiI, this.newSpi(), { ...to }, { ...from });
+    sa.responderProposals = proposals;
+    this.wire(sa);
+    this.halfOpen.set(hoKey, sa);
+    sa.armHalfOpen(this.limits.halfOpenTimeoutMs);
+    void sa.queue.run(() => sa.handle(data, msg, from));
+  }
+
+  /** Proposals for an IKE_SA_INIT from `addr`: the matching peer's, else every IKEv2 peer's. */
+  private proposalsFor(addr: string): IkeProposalSpec[] {
+    const out: IkeProposalSpec[] = [];
+    const seen = new Set<string>();
+    for (const rt of this.peers.values()) {
+      if (rt.policy.version !== 2) continue;
+      if (rt.policy.remoteAddress === addr) return rt.policy.ikeProposals;
+      for (const p of rt.policy.ikeProposals) {
+        const k = JSON.stringify(p);
+        if (!seen.has(k)) {
+          seen.add(k);
+          out.push(p);
+        }
+      }
+    }
+    return out;
+  }
+
+  private wire(sa: IkeSa): void {
+    this.bySpi.set(key(sa.ourSpi), sa);
+    sa.onRemoteMoved = () => void sa.queue.run(() => this.followNatMapping(sa));
+  }
+
+  /** Re-points outbound ESP-in-UDP SAs at the peer's new NAT mapping. */
+  private async followNatMapping(sa: IkeSa): Promise<void> {
+    for (const c of sa.children.values()) {
+      if (!c.encap || c.state === 'destroyed') continue;
+      try {
+        await this.env.kernel.updateSa(outboundSaSpec(c, sa.local, sa.remote));
+      } catch (err) {
+        this.env.emit({ type: 'kernel.error', peer: sa.peerName, op: 'update-sa-nat', message: String(err) });
+      }
+    }
+  }
+
+  private dropHalfOpen(sa: IkeSa): void {
+    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+  }
+
+  private isUnprotectedInvalidSpi(msg: IkeMessage): boolean {
+    return (
+      msg.header.exchangeType === EXCHANGE.INFORMATIONAL &&
+      msg.payloads.some((p) => isNotify(p) && p.notifyType === NOTIFY.INVALID_IKE_SPI)
+    );
+  }
+
+  /** Unauthenticated INVALID_IKE_SPI: confirm with one quick liveness probe before acting. */
+  private async suspectLostState(sa: IkeSa): Promise<void> {
+    if (sa.state !== 'established' || sa.tm.hasTask('liveness')) return;
+    this.env.emit({ type: 'liveness.suspect', peer: sa.peerName, reason: 'INVALID_IKE_SPI from peer' });
+    void sa.probe();
+  }
+
+  private answerInvalidSpi(msg: IkeMessage, from: Endpoint, to: Endpoint): void {
+    const now = this.env.clock.now();
+    if (now - this.invalidSpiWindow.at >= 1000) this.invalidSpiWindow = { at: now, count: 0 };
+    if (++this.invalidSpiWindow.count > this.limits.invalidSpiPerSecond) return;
+    const h = msg.header;
+    this.env.send({
+      data: encodePlain(
+        {
+          spiI: h.spiI,
+          spiR: h.spiR,
+          exchangeType: EXCHANGE.INFORMATIONAL,
+          messageId: h.messageId,
+          initiator: !h.flags.initiator,
+          response: true,
+        },
+        [P.notify(NOTIFY.INVALID_IKE_SPI)],
+      ),
+      local: to,
+      remote: from,
+    });
+  }
+
+  private drop(reason: string, from: Endpoint): void {
+    this.env.emit({ type: 'packet.dropped', reason, from: `${from.addr}:${from.port}` });
+  }
+
+  /** Stops every timer; with `keepKernel` the kernel SAs and policies stay (restart handover). */
+  async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
+    for (const rt of this.peers.values()) rt.retryTimer?.cancel();
+    await Promise.all([...this.bySpi.values()].map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
+  }
+}
