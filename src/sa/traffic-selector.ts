@@ -86,8 +86,8 @@ function addrText(family: Family, v: bigint): string {
 export function intersect(a: TrafficSelector, b: TrafficSelector): TrafficSelector | undefined {
   if (a.family !== b.family) return undefined;
   if (a.proto !== 0 && b.proto !== 0 && a.proto !== b.proto) return undefined;
-  const start = Math.max(a.start, b.start);
-  const end = Math.min(a.end, b.end);
+  const start = a.start > b.start ? a.start : b.start;
+  const end = a.end < b.end ? a.end : b.end;
   if (start > end) return undefined;
   const startPort = Math.max(a.startPort, b.startPort);
   const endPort = Math.min(a.endPort, b.endPort);
