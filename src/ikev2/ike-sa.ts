@@ -161,7 +161,7 @@ export class IkeSa {
       return [bytes];
     }
     if (!this.protector) throw new Error(`IKE SA ${this.label}: no keys to protect ${name(EXCHANGE, msg.exchange)}`);
-    return this.protector.seal(fields, msg.payloads, this.fragmentation);
+    return this.protector.seal(fields, msg.payloads, this.fragmentation ? (this.peer?.fragmentSize ?? 1280) : 0);
   }
 
   sendDatagrams(datagrams: Buffer[]): void {

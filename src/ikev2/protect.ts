@@ -61,13 +61,7 @@ export class MessageProtector {
   /** One reassembler per direction of traffic (requests, responses), keyed by message ID. */
   private readonly reassembly = new Map<string, { id: number; r: FragmentReassembler }>();
 
-  constructor(
-    suite: IkeSuite,
-    keys: IkeSaKeys,
-    originalInitiator: boolean,
-    random?: RandomSource,
-    private readonly fragmentSize = 1280,
-  ) {
+  constructor(suite: IkeSuite, keys: IkeSaKeys, originalInitiator: boolean, random?: RandomSource) {
     const mk = (encKey: Buffer, integKey: Buffer) =>
       createSkCipher({
         encr: suite.encr.id,
@@ -82,18 +76,18 @@ export class MessageProtector {
     this.in = originalInitiator ? rToI : iToR;
   }
 
-  /** Encodes one message; several datagrams when fragmented. */
-  seal(f: HeaderFields, payloads: readonly Payload[], fragment: boolean): Buffer[] {
+  /** Encodes one message; several datagrams when `fragmentSize` (0 = never) is exceeded. */
+  seal(f: HeaderFields, payloads: readonly Payload[], fragmentSize: number): Buffer[] {
     const header = headerOf(f);
     const inner = encodePayloadChain(payloads);
     const sealedLen = this.out.sealedLength(inner.bytes.length);
     const whole = IKE_HEADER_LENGTH + 4 + sealedLen;
-    if (!fragment || whole <= this.fragmentSize || f.exchangeType === EXCHANGE.IKE_SA_INIT) {
+    if (fragmentSize <= 0 || whole <= fragmentSize || f.exchangeType === EXCHANGE.IKE_SA_INIT) {
       const prefix = encodeSkPrefix(header, [], inner.firstType, sealedLen);
       return [Buffer.concat([prefix, this.out.seal(prefix, inner.bytes)])];
     }
     // Plaintext per fragment so each datagram stays within fragmentSize.
-    const budget = this.fragmentSize - IKE_HEADER_LENGTH - SKF_HEADER_LENGTH - this.out.overhead - 16;
+    const budget = fragmentSize - IKE_HEADER_LENGTH - SKF_HEADER_LENGTH - this.out.overhead - 16;
     const parts = splitForFragments(inner.firstType, inner.bytes, Math.max(64, budget));
     return parts.map((part, i) => {
       const bodyLen = this.out.sealedLength(part.length);

@@ -121,6 +121,7 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
   }
 
   private fail(code: string, message: string): TaskOutcome {
+    this.onAbort();
     this.sa.recordError(code, message);
     this.onFailed(message, code);
     return { kind: 'failed', reason: message };

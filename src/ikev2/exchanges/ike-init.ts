@@ -63,7 +63,7 @@ function establishKeys(sa: IkeSa, suite: IkeSuite, sharedSecret: Buffer): void {
     sharedSecret,
   });
   sharedSecret.fill(0);
-  sa.protector = new MessageProtector(suite, sa.keys, sa.isInitiator, sa.env.random, sa.peer?.fragmentSize ?? 1280);
+  sa.protector = new MessageProtector(suite, sa.keys, sa.isInitiator, sa.env.random);
   sa.env.keylog?.('ikev2_decryption_table', keylogLine(sa));
 }
 

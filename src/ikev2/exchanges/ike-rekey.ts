@@ -58,13 +58,7 @@ function spawn(
   fresh.remoteId = old.remoteId;
   fresh.responderProposals = old.responderProposals;
   fresh.onRemoteMoved = old.onRemoteMoved;
-  fresh.protector = new MessageProtector(
-    suite,
-    keys,
-    role === 'initiator',
-    old.env.random,
-    old.peer?.fragmentSize ?? 1280,
-  );
+  fresh.protector = new MessageProtector(suite, keys, role === 'initiator', old.env.random);
   old.host.onRekeyed(old, fresh);
   fresh.enterEstablished('rekeyed in');
   old.env.keylog?.('ikev2_decryption_table', keylogLine(fresh));
