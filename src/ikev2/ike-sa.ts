@@ -367,9 +367,9 @@ export class IkeSa {
   }
 
   /** Sends a liveness check now (also `coatictl dpd`). Resolves when answered or declared dead. */
-  probe(): Promise<'alive' | 'dead'> {
+  probe(timeoutMs?: number): Promise<'alive' | 'dead'> {
     const peer = this.peer;
-    const timeout = peer?.dpdTimeoutMs ?? 5000;
+    const timeout = timeoutMs ?? peer?.dpdTimeoutMs ?? 5000;
     this.lastLivenessAt = this.env.clock.now();
     this.env.emit({ type: 'liveness.sent', peer: this.peerName });
     return new Promise((resolve) => {

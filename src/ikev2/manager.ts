@@ -29,6 +29,8 @@ export interface ManagerLimits {
   reqidBase: number;
   /** Delay before a crossing-streams duplicate is deleted (the survivor carries traffic first). */
   duplicateGraceMs: number;
+  /** How long an authenticated answer may take after the peer said INVALID_IKE_SPI. */
+  lostStateConfirmMs: number;
 }
 
 export const DEFAULT_LIMITS: ManagerLimits = {
@@ -38,6 +40,7 @@ export const DEFAULT_LIMITS: ManagerLimits = {
   invalidSpiPerSecond: 20,
   reqidBase: 0xc0a70001,
   duplicateGraceMs: 2000,
+  lostStateConfirmMs: 1000,
 };
 
 const ZERO_SPI = Buffer.alloc(8);
@@ -530,11 +533,19 @@ export class Ikev2Manager implements IkeSaHost {
     );
   }
 
-  /** Unauthenticated INVALID_IKE_SPI: confirm with one quick liveness probe before acting. */
+  /**
+   * Unauthenticated INVALID_IKE_SPI: the peer may have lost its state. Confirm
+   * with one liveness probe on a short timer (or cut short the request in
+   * flight) before the SA is declared dead and the dead-peer action runs.
+   */
   private async suspectLostState(sa: IkeSa): Promise<void> {
-    if (sa.state !== 'established' || sa.tm.hasTask('liveness')) return;
+    if (sa.state !== 'established' && sa.state !== 'rekeying') return;
     this.env.emit({ type: 'liveness.suspect', peer: sa.peerName, reason: 'INVALID_IKE_SPI from peer' });
-    void sa.probe();
+    if (sa.tm.busy) {
+      sa.tm.expedite(this.limits.lostStateConfirmMs);
+      return;
+    }
+    void sa.probe(this.limits.lostStateConfirmMs);
   }
 
   private answerInvalidSpi(msg: IkeMessage, from: Endpoint, to: Endpoint): void {

@@ -148,6 +148,25 @@ export class TaskManager<P> {
     });
   }
 
+  /**
+   * Caps the time left for the request in flight: one more send now, and a
+   * timeout after `ms` with no further retransmits. Used to confirm quickly
+   * when the peer says (unauthenticated) that it lost our SA.
+   */
+  expedite(ms: number): boolean {
+    const a = this.active;
+    if (!a) return false;
+    a.timer?.cancel();
+    this.env.send(a.datagrams);
+    a.timer = this.env.clock.setTimer(ms, () => {
+      if (this.active !== a) return;
+      this.active = undefined;
+      a.task.onAbort('timeout');
+      this.env.onTimeout(a.task.name);
+    });
+    return true;
+  }
+
   /** A response arrived (already authenticated and decoded by the IKE SA). */
   async onResponse(msg: InboundMessage<P>): Promise<'handled' | 'unexpected'> {
     const a = this.active;
