@@ -37,6 +37,23 @@ export const CHARON_PLUGINS = [
   'vici',
 ];
 
+/** Credential folders swanctl scans (missing ones make it print an error per folder). */
+const SWANCTL_SUBDIRS = [
+  'x509',
+  'x509ca',
+  'x509ocsp',
+  'x509aa',
+  'x509ac',
+  'x509crl',
+  'pubkey',
+  'private',
+  'rsa',
+  'ecdsa',
+  'bliss',
+  'pkcs8',
+  'pkcs12',
+];
+
 export interface CharonOptions {
   /** Log levels per subsystem (default: default=1 ike=2 knl=1 cfg=1). Use ike=4 to log keys. */
   logLevels?: Record<string, number>;
@@ -216,9 +233,8 @@ export class Charon {
   ) {
     this.dir = ns.lab.subdir(`charon-${label}-${randomId(2)}`);
     this.swanctlDir = join(this.dir, 'swanctl');
-    for (const d of ['run', 'swanctl/x509', 'swanctl/x509ca', 'swanctl/private', 'swanctl/ecdsa', 'swanctl/rsa']) {
-      mkdirSync(join(this.dir, d), { recursive: true });
-    }
+    mkdirSync(join(this.dir, 'run'), { recursive: true });
+    for (const d of SWANCTL_SUBDIRS) mkdirSync(join(this.swanctlDir, d), { recursive: true });
     this.logFile = join(this.dir, 'charon.log');
     this.confFile = join(this.dir, 'strongswan.conf');
     this.viciUri = `unix://${join(this.dir, 'run', 'charon.vici')}`;
@@ -276,7 +292,10 @@ export class Charon {
   }
 
   /** Copies a credential file into SWANCTL_DIR/<kind>/ and returns its base name. */
-  installFile(kind: 'x509' | 'x509ca' | 'private' | 'ecdsa' | 'rsa', src: string): string {
+  installFile(
+    kind: 'x509' | 'x509ca' | 'x509crl' | 'pubkey' | 'private' | 'ecdsa' | 'rsa' | 'pkcs8',
+    src: string,
+  ): string {
     const name = basename(src);
     copyFileSync(src, join(this.swanctlDir, kind, name));
     return name;
@@ -286,7 +305,23 @@ export class Charon {
   async loadConns(conf: string | ConnSpec[]): Promise<void> {
     this.conns = typeof conf === 'string' ? conf : swanctlConf(conf);
     writeFileSync(join(this.swanctlDir, 'swanctl.conf'), this.conns);
-    await this.swanctl(['--load-all', '--noprompt']);
+    await this.loadAll();
+  }
+
+  /**
+   * `swanctl --load-all`, failing on any problem. swanctl exits 0 on a syntax error in
+   * swanctl.conf ("invalid config file") and on connections that fail to load, so the
+   * output is checked as well.
+   */
+  private async loadAll(): Promise<void> {
+    const r = await this.swanctl(['--load-all', '--noprompt'], { allowFail: true });
+    const out = r.stdout + r.stderr;
+    if (r.code !== 0 || /invalid config file|syntax error|failed to load|loading .* failed|\bfailed\b/i.test(out)) {
+      throw new HarnessError(
+        `swanctl --load-all on charon ${this.label} reported errors (exit ${r.code}):\n${out}\n` +
+          `--- swanctl.conf ---\n${this.conns ?? ''}\n${this.logTail(20)}`,
+      );
+    }
   }
 
   async initiate(child: string, ike?: string, timeoutS = 10): Promise<string> {
@@ -347,7 +382,7 @@ export class Charon {
   async restart(opts: { reload?: boolean } = {}): Promise<void> {
     if (this.proc?.running) await this.stop();
     await this.startProcess();
-    if (this.conns !== undefined && opts.reload !== false) await this.swanctl(['--load-all', '--noprompt']);
+    if (this.conns !== undefined && opts.reload !== false) await this.loadAll();
   }
 
   logText(): string {

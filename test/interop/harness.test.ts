@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Capture, ikev2UatLine, tsharkDecode, tsharkIkev2Encr, tsharkIkev2Integ } from '../harness/capture.js';
 import { Charon, ikev2KeysFromLog } from '../harness/charon.js';
 import { partition, randomLoss } from '../harness/faults.js';
-import { Lab, type Netns, type ProtectedSubnet, sleep } from '../harness/netns.js';
+import { type NatTopology, natTopology } from '../harness/nat.js';
+import { Lab, type Netns, NS_PREFIX, type ProtectedSubnet, reapStale, run, sleep } from '../harness/netns.js';
 import { type ConnSpec, mirrorConn } from '../harness/swanctl-conf.js';
 import { expectNoPing, ping, UdpStream, waitPing } from '../harness/traffic.js';
 
@@ -179,7 +180,7 @@ describe('e2e harness: two charons, IKEv2 PSK, kernel-libipsec', () => {
     const recovered = s.gapStartMs + s.longestGapMs - killedAt;
     console.log(
       `[harness] SIGKILL+restart of right charon: charon restart ${restartMs} ms (vici ready ${right.lastStartMs} ms); ` +
-        `${stream.describe(s)}; traffic back ${recovered} ms after the kill`,
+        `${stream.describe(s)}; traffic back ${Math.round(recovered)} ms after the kill`,
     );
     expect(s.lost).toBeGreaterThan(0);
     expect(s.longestGapMs).toBeGreaterThan(s.intervalMs);
@@ -188,5 +189,136 @@ describe('e2e harness: two charons, IKEv2 PSK, kernel-libipsec', () => {
     const sas = (await left.listSas()).filter((x) => x.state === 'ESTABLISHED');
     expect(sas.length, JSON.stringify(sas, null, 1)).toBe(1);
     expect(sas[0]!.initiator).toBe(false);
+  });
+  it('survivor-driven recovery: DPD timeout + dpd_action=restart after the peer restarts silently', async () => {
+    const stream = await UdpStream.start({ from: lanA.host, to: lanB.host, dst: lanB.hostAddr, intervalMs: 20 });
+    await stream.waitFlowing(10);
+    const killedAt = Date.now();
+    right.kill('SIGKILL');
+    await right.proc!.wait(5000);
+    await sleep(1000);
+    await right.restart(); // loads its conns but does not initiate
+    // left: dpd_delay 2 s, retransmits 1 s * 1.4^n, 2 tries: dead after ~2 + 1 + 1.4 + 2 s.
+    await stream.waitFlowing(20, 25_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${context()}`);
+    });
+    const s = await stream.stop();
+    console.log(
+      `[harness] SIGKILL, restart after 1 s, survivor DPD restart: ${stream.describe(s)}; ` +
+        `traffic back ${Math.round(s.gapStartMs + s.longestGapMs - killedAt)} ms after the kill`,
+    );
+    expect(s.longestGapMs).toBeGreaterThan(3000);
+    expect(s.longestGapMs).toBeLessThan(20_000);
+    const sas = (await left.listSas()).filter((x) => x.state === 'ESTABLISHED');
+    expect(sas.length, JSON.stringify(sas, null, 1)).toBe(1);
+    expect(sas[0]!.initiator).toBe(true);
+  }, 40_000);
+});
+
+describe('e2e harness: NAT topology (A behind masquerade) with charon NAT-T', () => {
+  let lab: Lab;
+  let nat: NatTopology;
+  let left: Charon;
+  let right: Charon;
+  let lanA: ProtectedSubnet;
+  let lanB: ProtectedSubnet;
+
+  beforeAll(async () => {
+    lab = await Lab.create({ label: 'nat' });
+    nat = await natTopology(lab);
+    lanA = await lab.protectedSubnet(nat.a, { gateway: '10.1.0.1/24', host: '10.1.0.2/24' });
+    lanB = await lab.protectedSubnet(nat.b, { gateway: '10.2.0.1/24', host: '10.2.0.2/24' });
+    [left, right] = await Promise.all([Charon.start(nat.a, 'left'), Charon.start(nat.b, 'right')]);
+  });
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('B sees A only as the router address; charon detects NAT and the tunnel carries traffic', async () => {
+    const r = await ping(nat.a, nat.bAddr, { count: 1 });
+    expect(r.received, r.output).toBe(1);
+    // B has no route back to A's private network.
+    expect((await ping(nat.b, nat.aAddr, { count: 1, deadlineS: 1 })).received).toBe(0);
+    const conn: ConnSpec = {
+      ...CONN,
+      name: 'nat',
+      localAddrs: [nat.aAddr],
+      remoteAddrs: [nat.bAddr],
+      children: [{ ...CONN.children[0]!, name: 'nat-net' }],
+    };
+    await left.loadConns([conn]);
+    await right.loadConns([mirrorConn(conn, { localAddrs: [nat.bAddr], remoteAddrs: ['%any'] })]);
+    const capture = await Capture.start(nat.b, nat.bIf);
+    await left.initiate('nat-net', 'nat');
+    const l = await left.waitChild('nat', 'nat-net');
+    const rr = await right.waitChild('nat', 'nat-net');
+    expect(rr.ike.remoteHost).toBe(nat.routerWanAddr);
+    expect(l.ike.natLocal).toBe(true);
+    expect(rr.ike.natRemote).toBe(true);
+    expect(l.child.spiIn).toBe(rr.child.spiOut);
+    await waitPing(lanA.host, lanB.hostAddr, { context: () => `${left.logTail(30)}\n${right.logTail(30)}` });
+    const dec = await tsharkDecode(await capture.stop());
+    expect(dec.malformed, dec.summary.join('\n')).toEqual([]);
+    // IKE_SA_INIT on 500 from the router's address, then everything on 4500.
+    expect(dec.summary.some((s) => s.includes(`${nat.routerWanAddr} → ${nat.bAddr}`) && /IKE_SA_INIT/.test(s))).toBe(
+      true,
+    );
+    expect(dec.text).toMatch(/UDP Encapsulation of IPsec Packets|Non-ESP Marker/);
+  });
+});
+
+describe('e2e harness: failure reporting, random loss, stale namespace reaping', () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.create({ label: 'misc' });
+  });
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  it('random loss drops roughly the requested share of packets', async () => {
+    const x = await lab.netns('x');
+    const y = await lab.netns('y');
+    await lab.link(x, y, { a: ['192.0.2.1/24'], b: ['192.0.2.2/24'] });
+    const stream = await UdpStream.start({ from: x, to: y, dst: '192.0.2.2', intervalMs: 4 });
+    await stream.waitFlowing(5);
+    const loss = await randomLoss(y, 30, { direction: 'in' });
+    await sleep(1200);
+    await loss.heal();
+    await stream.waitFlowing(5);
+    const s = await stream.stop();
+    console.log(`[harness] 30% random loss: ${stream.describe(s)}`);
+    // ~300 datagrams during the loss window: 30% of them is ~90 (binomial sd ~8).
+    expect(s.lost).toBeGreaterThan(40);
+    expect(s.lost).toBeLessThan(160);
+  });
+
+  it('a bad swanctl.conf and a charon that cannot start fail with the relevant output', async () => {
+    const ns = await lab.netns('bad');
+    const c = await Charon.start(ns, 'bad');
+    // swanctl itself exits 0 for both of these; the harness must not.
+    await expect(c.loadConns('connections {\n  broken {\n    version = 2\n\n}\n')).rejects.toThrow(
+      /charon bad reported errors[\s\S]*syntax error[\s\S]*swanctl.conf/,
+    );
+    await expect(c.loadConns([{ ...CONN, proposals: ['no-such-cipher'], psk: undefined }])).rejects.toThrow(
+      /invalid value for: proposals[\s\S]*proposals = no-such-cipher[\s\S]*charon bad log/,
+    );
+    await expect(Charon.start(ns, 'noplugin', { plugins: ['no-such-plugin'], startTimeoutMs: 3000 })).rejects.toThrow(
+      /charon noplugin[\s\S]*(exited|timed out)[\s\S]*(plugin|log)/,
+    );
+  });
+
+  it('reaps namespaces left behind by a dead test process', async () => {
+    // pid 2^22+1 is above pid_max's default ceiling: never alive.
+    const name = `${NS_PREFIX}4194305-dead-x`;
+    await run(['ip', 'netns', 'add', name]);
+    const reaped = await reapStale();
+    expect(reaped).toContain(name);
+    expect((await run(['ip', 'netns', 'list'])).stdout).not.toContain(name);
+    // Our own namespaces are alive and untouched.
+    expect((await run(['ip', 'netns', 'list'])).stdout).toContain(lab.id);
   });
 });
