@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, execFile, spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -334,7 +334,7 @@ export class Lab {
     if (process.getuid?.() !== 0) throw new HarnessError('test harness needs root (ip netns, nft, mount)');
     await reapStale();
     const id = `${process.pid}-${randomId()}`;
-    const dir = mkdtempSync(join(tmpdir(), `${NS_PREFIX}${opts.label ?? 'lab'}-`));
+    const dir = mkdtempSync(join(tmpdir(), `${NS_PREFIX}${process.pid}-${opts.label ?? 'lab'}-`));
     return new Lab(id, dir);
   }
 
@@ -481,6 +481,13 @@ export async function reapStale(): Promise<string[]> {
     }
     await run(['ip', 'netns', 'del', name], { allowFail: true });
     reaped.push(name);
+  }
+  // Lab directories of dead test processes (kept only with COATI_KEEP_LOGS=1).
+  if (process.env.COATI_KEEP_LOGS !== '1') {
+    for (const entry of readdirSync(tmpdir())) {
+      const m = new RegExp(`^${NS_PREFIX}(\\d+)-`).exec(entry);
+      if (m && !pidAlive(Number(m[1]))) rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+    }
   }
   return reaped;
 }

@@ -11,6 +11,7 @@ import { partition, randomLoss } from '../harness/faults.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
 import { Lab, type Netns, NS_PREFIX, type ProtectedSubnet, reapStale, run, sleep } from '../harness/netns.js';
 import { type ConnSpec, mirrorConn } from '../harness/swanctl-conf.js';
+import { pairTopology } from '../harness/topology.js';
 import { expectNoPing, ping, UdpStream, waitPing } from '../harness/traffic.js';
 
 const CONN: ConnSpec = {
@@ -48,16 +49,7 @@ describe('e2e harness: two charons, IKEv2 PSK, kernel-libipsec', () => {
 
   beforeAll(async () => {
     lab = await Lab.create({ label: 'selftest' });
-    a = await lab.netns('a');
-    b = await lab.netns('b');
-    await lab.link(a, b, {
-      aName: 'wan0',
-      bName: 'wan0',
-      a: ['198.51.100.1/24', 'fd00:1::1/64'],
-      b: ['198.51.100.2/24', 'fd00:1::2/64'],
-    });
-    lanA = await lab.protectedSubnet(a, { gateway: '10.1.0.1/24', host: '10.1.0.2/24' });
-    lanB = await lab.protectedSubnet(b, { gateway: '10.2.0.1/24', host: '10.2.0.2/24' });
+    ({ a, b, lanA, lanB } = await pairTopology(lab));
     const retransmit = { timeout: 1, base: 1.4, tries: 2 };
     [left, right] = await Promise.all([
       Charon.start(a, 'left', { logLevels: { ike: 4, knl: 1 }, retransmit }),
