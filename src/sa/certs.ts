@@ -132,7 +132,11 @@ function splitDer(buf: Buffer): Buffer[] {
 
 /** Loads a private key (PEM: PKCS#8, encrypted PKCS#8, PKCS#1, SEC1; or DER PKCS#8). */
 export function loadPrivateKey(pem: Buffer | string, passphrase?: string): KeyObject {
-  const isPem = (typeof pem === 'string' ? pem : pem.toString('latin1')).includes('-----BEGIN');
+  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
+  const isPem = text.includes('-----BEGIN');
+  if (isPem && passphrase === undefined && /BEGIN ENCRYPTED PRIVATE KEY|Proc-Type: 4,ENCRYPTED/.test(text)) {
+    throw new CoatiError('KEY_PASSPHRASE', 'cannot load private key: it is encrypted and no passphrase was given');
+  }
   try {
     return isPem
       ? createPrivateKey({ key: pem, format: 'pem', ...(passphrase !== undefined ? { passphrase } : {}) })

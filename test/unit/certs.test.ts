@@ -141,6 +141,7 @@ describe('loading', () => {
     const enc = key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'hunter2' }) as string;
     expect(loadPrivateKey(enc, 'hunter2').asymmetricKeyType).toBe('ec');
     expect(catchErr(() => loadPrivateKey(enc, 'wrong'))).toMatchObject({ code: 'KEY_PASSPHRASE' });
+    expect(catchErr(() => loadPrivateKey(enc))).toMatchObject({ code: 'KEY_PASSPHRASE' });
     expect(
       catchErr(() => loadPrivateKey('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')),
     ).toMatchObject({ code: 'KEY_MALFORMED' });
