@@ -363,10 +363,14 @@ export class IkeSa {
     if (this.env.clock.now() - this.lastInboundAt < peer.dpdDelayMs) return this.armDpd();
     if (await this.kernelSawInbound()) return this.armDpd();
     if (this.tm.busy || this.tm.hasTask('liveness')) return this.armDpd();
-    await this.probe();
+    // Not awaited: the answer is processed through this SA's queue, which this job holds.
+    void this.probe();
   }
 
-  /** Sends a liveness check now (also `coatictl dpd`). Resolves when answered or declared dead. */
+  /**
+   * Sends a liveness check now (also `coatictl dpd`). Resolves when answered
+   * or declared dead. Never await it from inside `queue`: the answer needs it.
+   */
   probe(timeoutMs?: number): Promise<'alive' | 'dead'> {
     const peer = this.peer;
     const timeout = timeoutMs ?? peer?.dpdTimeoutMs ?? 5000;

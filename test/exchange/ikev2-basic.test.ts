@@ -33,5 +33,9 @@ describe('IKEv2 two engines in one process', () => {
     expect((await a.kernel.listPolicies()).length).toBeGreaterThanOrEqual(2);
     expect(a.events.some((e) => e.type === 'handshake.completed')).toBe(true);
     expect(m.sent).toHaveLength(4);
+    expect(sa?.nat).toEqual({ local: false, remote: false });
+    expect(sb?.nat).toEqual({ local: false, remote: false });
+    expect(ca[0]!.encap).toBe(false);
+    expect(cb[0]!.encap).toBe(false);
   });
 });

@@ -38,10 +38,11 @@ function initNotifies(sa: IkeSa, spiR: Buffer): Payload[] {
   return out;
 }
 
-function natFrom(sa: IkeSa, payloads: readonly Payload[]): { local: boolean; remote: boolean } {
+/** NAT detection over the SPIs of the message that carried the NAT-D payloads (SPIr is zero in a request). */
+function natFrom(sa: IkeSa, payloads: readonly Payload[], spiR: Buffer): { local: boolean; remote: boolean } {
   return detectNat(
     sa.spiI,
-    sa.spiR,
+    spiR,
     sa.local,
     sa.remote,
     notifies(payloads, N.NAT_DETECTION_SOURCE_IP).map((n) => n.data),
@@ -178,7 +179,7 @@ export class IkeInitTask implements InitiatorTask<Payload> {
     }
     sa.ke = undefined;
     establishKeys(sa, suite, shared);
-    sa.nat = natFrom(sa, msg.payloads);
+    sa.nat = natFrom(sa, msg.payloads, sa.spiR);
     sa.fragmentation = (sa.peer?.fragmentation ?? true) && !!findNotify(msg.payloads, N.IKEV2_FRAGMENTATION_SUPPORTED);
     if (sa.nat.local || sa.nat.remote) sa.floatToNatT();
     return { kind: 'done' };
@@ -249,7 +250,7 @@ export function respondIkeInit(sa: IkeSa, msg: InboundMessage<Payload>): Outboun
   sa.ni = nonce.data;
   sa.nr = sa.env.random(NONCE_BYTES);
   establishKeys(sa, verdict.suite, shared);
-  sa.nat = natFrom(sa, msg.payloads);
+  sa.nat = natFrom(sa, msg.payloads, Buffer.alloc(8));
   sa.fragmentation = (sa.peer?.fragmentation ?? true) && !!findNotify(msg.payloads, N.IKEV2_FRAGMENTATION_SUPPORTED);
   sa.transition('connecting', 'IKE_SA_INIT answered');
   return {

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import type { IkeSa } from '../../src/ikev2/ike-sa.js';
+import { Mesh, peerPolicy } from '../helpers/ike-pair.js';
+
+function two(over = {}, child = {}) {
+  const m = new Mesh();
+  const a = m.add('a', '10.0.0.1');
+  const b = m.add('b', '10.0.0.2');
+  a.manager.setPeer(peerPolicy(a, b, over, child));
+  b.manager.setPeer(peerPolicy(b, a, over, child));
+  return { m, a, b };
+}
+
+const childOf = (sa: IkeSa | undefined) => [...(sa?.children.values() ?? [])];
+
+async function up(m: Mesh, a: ReturnType<typeof two>['a']) {
+  await a.manager.initiate('b');
+  await m.settle();
+}
+
+describe('IKEv2 rekeying', () => {
+  it('rekeys a Child SA make-before-break when its lifetime runs down', async () => {
+    const { m, a, b } = two({}, { lifetimeMs: 60_000, rekeyMarginMs: 20_000 });
+    await up(m, a);
+    const before = childOf(a.manager.established('b')[0])[0]!;
+    // Watch kernel SA counts at every step: never fewer than one pair.
+    let min = Number.POSITIVE_INFINITY;
+    for (let t = 0; t < 60; t++) {
+      await m.advance(1000);
+      min = Math.min(min, (await a.kernel.listSas()).filter((s) => s.src === '10.0.0.1').length);
+    }
+    const after = childOf(a.manager.established('b')[0]);
+    expect(after).toHaveLength(1);
+    expect(after[0]!.spiIn).not.toBe(before.spiIn);
+    expect(before.state).toBe('destroyed');
+    expect(min).toBeGreaterThanOrEqual(1);
+    const cb = childOf(b.manager.established('a')[0]);
+    expect(cb).toHaveLength(1);
+    expect(cb[0]!.spiOut).toBe(after[0]!.spiIn);
+    expect(await a.kernel.listSas()).toHaveLength(2);
+    expect(await b.kernel.listSas()).toHaveLength(2);
+    expect(
+      a.events.filter((e) => e.type === 'rekey.completed' && e.kind === 'child').length +
+        b.events.filter((e) => e.type === 'rekey.completed' && e.kind === 'child').length,
+    ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('rekeys the IKE SA and moves the Child SAs without touching the kernel', async () => {
+    const { m, a, b } = two({ ikeLifetimeMs: 120_000, rekeyMarginMs: 30_000 });
+    await up(m, a);
+    const old = a.manager.established('b')[0]!;
+    const child = childOf(old)[0]!;
+    await m.advance(100_000, 1000);
+    const [fresh] = a.manager.established('b');
+    expect(fresh).toBeDefined();
+    expect(fresh).not.toBe(old);
+    expect(old.state).toBe('destroyed');
+    expect(a.manager.allSas()).toHaveLength(1);
+    expect(b.manager.allSas()).toHaveLength(1);
+    const [fb] = b.manager.established('a');
+    expect(fb!.spiI.equals(fresh!.spiI) && fb!.spiR.equals(fresh!.spiR)).toBe(true);
+    expect(childOf(fresh)[0]?.spiIn).toBe(child.spiIn);
+    expect(await a.kernel.listSas()).toHaveLength(2);
+    // The new IKE SA works: a liveness check gets an authenticated answer.
+    const alive = fresh!.probe();
+    await m.settle();
+    expect(await alive).toBe('alive');
+  });
+
+  it('resolves a simultaneous Child SA rekey to one pair (RFC 7296 2.8.1)', async () => {
+    const { m, a, b } = two();
+    await up(m, a);
+    const sa = a.manager.established('b')[0]!;
+    const sb = b.manager.established('a')[0]!;
+    await Promise.all([
+      sa.queue.run(() => sa.rekeyChild(childOf(sa)[0]!)),
+      sb.queue.run(() => sb.rekeyChild(childOf(sb)[0]!)),
+    ]);
+    await m.settle();
+    await m.advance(5000);
+    const ca = childOf(sa).filter((c) => c.state === 'installed');
+    const cb = childOf(sb).filter((c) => c.state === 'installed');
+    expect(ca).toHaveLength(1);
+    expect(cb).toHaveLength(1);
+    expect(ca[0]!.spiIn).toBe(cb[0]!.spiOut);
+    expect(ca[0]!.spiOut).toBe(cb[0]!.spiIn);
+    expect(await a.kernel.listSas()).toHaveLength(2);
+    expect(await b.kernel.listSas()).toHaveLength(2);
+  });
+
+  it('resolves a simultaneous IKE SA rekey to one IKE SA (RFC 7296 2.8.2)', async () => {
+    const { m, a, b } = two();
+    await up(m, a);
+    const sa = a.manager.established('b')[0]!;
+    const sb = b.manager.established('a')[0]!;
+    await Promise.all([sa.queue.run(() => sa.rekeyIke()), sb.queue.run(() => sb.rekeyIke())]);
+    await m.settle();
+    await m.advance(5000);
+    const ea = a.manager.established('b');
+    const eb = b.manager.established('a');
+    expect(ea).toHaveLength(1);
+    expect(eb).toHaveLength(1);
+    expect(ea[0]!.spiI.equals(eb[0]!.spiI)).toBe(true);
+    expect(ea[0]!.children.size).toBe(1);
+    expect(eb[0]!.children.size).toBe(1);
+    expect(await a.kernel.listSas()).toHaveLength(2);
+    const alive = ea[0]!.probe();
+    await m.settle();
+    expect(await alive).toBe('alive');
+  });
+
+  it('rekeys a Child SA with PFS (a new KE in CREATE_CHILD_SA)', async () => {
+    const { ESP_CBC } = await import('../helpers/ike-pair.js');
+    const { m, a, b } = two({}, { espProposals: [ESP_CBC] });
+    await up(m, a);
+    const sa = a.manager.established('b')[0]!;
+    const old = childOf(sa)[0]!;
+    await sa.queue.run(() => sa.rekeyChild(old));
+    await m.settle();
+    const [now] = childOf(sa);
+    expect(now?.suite.ke).toBe(14);
+    expect(now?.spiIn).not.toBe(old.spiIn);
+    expect(childOf(b.manager.established('a')[0])[0]?.keysIn.encKey.equals(now!.keysOut.encKey)).toBe(true);
+  });
+});
