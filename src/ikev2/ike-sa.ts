@@ -178,7 +178,7 @@ export class IkeSa {
   // ---- inbound -----------------------------------------------------------
 
   /** Handles one decoded message addressed to this SA. Call through `queue`. */
-  async handle(raw: Buffer, msg: IkeMessage, from: Endpoint): Promise<void> {
+  async handle(raw: Buffer, msg: IkeMessage, from: Endpoint, to?: Endpoint): Promise<void> {
     if (this.state === 'destroyed') return;
     const h = msg.header;
     const response = h.flags.response;
@@ -198,6 +198,7 @@ export class IkeSa {
       if (opened.kind === 'fragment-pending') return;
       payloads = opened.payloads;
       this.lastInboundAt = this.env.clock.now();
+      if (to && to.port === 4500 && this.local.port !== 4500) this.local = { ...this.local, port: 4500 };
       this.followPeerAddress(from);
     }
     const rules = checkExchangeRules(

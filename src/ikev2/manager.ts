@@ -420,7 +420,7 @@ export class Ikev2Manager implements IkeSaHost {
       return;
     }
     sa.queue
-      .run(() => sa.handle(data, msg, from))
+      .run(() => sa.handle(data, msg, from, to))
       .catch((err) => {
         this.env.log.error('IKE SA failed handling a message', {
           sa: sa.label,
@@ -435,7 +435,7 @@ export class Ikev2Manager implements IkeSaHost {
     const hoKey = `${key(h.spiI)}|${from.addr}|${from.port}`;
     const existing = this.halfOpen.get(hoKey);
     if (existing) {
-      void existing.queue.run(() => existing.handle(data, msg, from));
+      void existing.queue.run(() => existing.handle(data, msg, from, to));
       return;
     }
     const nonce = msg.payloads.find((p) => p.type === 40);
@@ -484,7 +484,7 @@ export class Ikev2Manager implements IkeSaHost {
     this.wire(sa);
     this.halfOpen.set(hoKey, sa);
     sa.armHalfOpen(this.limits.halfOpenTimeoutMs);
-    void sa.queue.run(() => sa.handle(data, msg, from));
+    void sa.queue.run(() => sa.handle(data, msg, from, to));
   }
 
   /** Proposals for an IKE_SA_INIT from `addr`: the matching peer's, else every IKEv2 peer's. */

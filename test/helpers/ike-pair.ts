@@ -99,8 +99,44 @@ export class Mesh {
   queue: Wire[] = [];
   /** Optional filter: return false to drop a datagram as it is sent. */
   filter: ((w: Wire) => boolean) | undefined;
-  /** Every datagram ever sent (for assertions). */
+  /** Every datagram ever sent (for assertions), as it left the sender (before NAT). */
   readonly sent: Wire[] = [];
+  /** Source NAT per inside address: its public address and port mappings. */
+  private readonly nats = new Map<string, { outside: string; next: number; ports: Map<number, number> }>();
+
+  /** Puts `node` behind a NAT that maps it to `outside` (new port mappings start at `firstPort`). */
+  natBehind(node: Node, outside: string, firstPort = 40000): void {
+    this.nats.set(node.addr, { outside, next: firstPort, ports: new Map() });
+  }
+
+  /** The NAT forgets its mappings (e.g. a router reboot): the next packets get new ports. */
+  rebindNat(node: Node, firstPort: number): void {
+    const n = this.nats.get(node.addr);
+    if (n) {
+      n.ports.clear();
+      n.next = firstPort;
+    }
+  }
+
+  private translateOut(w: Wire): Wire {
+    const n = this.nats.get(w.from.addr);
+    if (!n) return w;
+    let port = n.ports.get(w.from.port);
+    if (port === undefined) {
+      port = n.next++;
+      n.ports.set(w.from.port, port);
+    }
+    return { ...w, from: { addr: n.outside, port } };
+  }
+
+  private translateIn(w: Wire): Wire | undefined {
+    for (const [inside, n] of this.nats) {
+      if (n.outside !== w.to.addr) continue;
+      for (const [orig, mapped] of n.ports) if (mapped === w.to.port) return { ...w, to: { addr: inside, port: orig } };
+      return undefined; // no mapping: the NAT drops it
+    }
+    return w;
+  }
   private readonly rand = mulberry32(7);
 
   add(name: string, addr: string, limits: Partial<ManagerLimits> = {}): Node {
@@ -125,7 +161,7 @@ export class Mesh {
           const w = { data: d.data, from: d.local, to: d.remote };
           this.sent.push(w);
           if (this.filter && !this.filter(w)) return;
-          this.queue.push(w);
+          this.queue.push(this.translateOut(w));
         },
         emit: (ev) => node.events.push(ev),
         log: {
@@ -162,10 +198,16 @@ export class Mesh {
 
   /** Delivers one datagram (the first in flight, or the one at `index`). */
   async step(index = 0): Promise<Wire | undefined> {
-    const [w] = this.queue.splice(index, 1);
-    if (!w) return undefined;
+    const [sent] = this.queue.splice(index, 1);
+    if (!sent) return undefined;
+    const w = this.translateIn(sent);
+    if (!w) return sent;
     const dst = this.byAddr(w.to.addr);
-    if (dst?.up) dst.manager.receive(w.data, w.from, w.to);
+    if (dst?.up) {
+      // Port 4500 carries a non-ESP marker; a single 0xff byte is a NAT-T keepalive.
+      if (w.data.length === 1 && w.data[0] === 0xff) return w;
+      dst.manager.receive(w.data, w.from, w.to);
+    }
     await flushMicrotasks(8);
     return w;
   }

@@ -270,6 +270,7 @@ export async function respondChild(
 ): Promise<{ payloads: Payload[]; child?: ChildSa }> {
   const refuse = (type: number, why: string) => {
     sa.recordError(notifyCode(type), why);
+    sa.env.emit({ type: 'child.failed', peer: sa.peerName, role: 'responder', code: notifyCode(type), reason: why });
     return { payloads: [P.notify(type)] };
   };
   const saP = payloads.find(isSa);

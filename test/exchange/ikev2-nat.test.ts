@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { parseTrafficSelector as ts } from '../../src/sa/traffic-selector.js';
+import { Mesh, peerPolicy } from '../helpers/ike-pair.js';
+
+describe('IKEv2 NAT traversal', () => {
+  function natPair() {
+    const m = new Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '198.51.100.2');
+    m.natBehind(a, '203.0.113.9', 40000);
+    const tunnel = (local: string, remote: string) => ({
+      mode: 'tunnel' as const,
+      localTs: [ts(local)],
+      remoteTs: [ts(remote)],
+    });
+    a.manager.setPeer(peerPolicy(a, b, {}, tunnel('10.1.0.0/24', '10.2.0.0/24')));
+    // b knows a by identity; a's address is the NAT's.
+    b.manager.setPeer(peerPolicy(b, { name: 'a', addr: '203.0.113.9' }, {}, tunnel('10.2.0.0/24', '10.1.0.0/24')));
+    return { m, a, b };
+  }
+
+  it('detects the NAT, floats to 4500 and UDP-encapsulates the Child SA', async () => {
+    const { m, a, b } = natPair();
+    await a.manager.initiate('b');
+    await m.settle();
+    const [sa] = a.manager.established('b');
+    const [sb] = b.manager.established('a');
+    expect(sa?.nat).toEqual({ local: true, remote: false });
+    expect(sb?.nat).toEqual({ local: false, remote: true });
+    expect(sa?.local.port).toBe(4500);
+    expect(sb?.remote).toEqual({ addr: '203.0.113.9', port: 40001 });
+    const ka = await a.kernel.listSas();
+    const kb = await b.kernel.listSas();
+    expect(ka.every((s) => s.encap?.sport !== undefined)).toBe(true);
+    const out = kb.find((s) => s.src === '198.51.100.2');
+    expect(out?.encap).toEqual({ sport: 4500, dport: 40001 });
+    // Keepalives from the NATed side only.
+    await m.advance(25_000, 1000);
+    const keepalives = m.sent.filter((w) => w.data.length === 1 && w.data[0] === 0xff);
+    expect(keepalives.length).toBeGreaterThanOrEqual(1);
+    expect(keepalives.every((w) => w.from.addr === '10.0.0.1')).toBe(true);
+  });
+
+  it('follows a NAT mapping change after an authenticated message', async () => {
+    const { m, a, b } = natPair();
+    await a.manager.initiate('b');
+    await m.settle();
+    m.rebindNat(a, 50000);
+    const [sa] = a.manager.established('b');
+    const alive = sa!.probe();
+    await m.settle();
+    expect(await alive).toBe('alive');
+    const [sb] = b.manager.established('a');
+    expect(sb?.remote).toEqual({ addr: '203.0.113.9', port: 50000 });
+    const out = (await b.kernel.listSas()).find((s) => s.src === '198.51.100.2');
+    expect(out?.encap?.dport).toBe(50000);
+    expect(b.events.some((e) => e.type === 'nat.mapping')).toBe(true);
+  });
+});
