@@ -9,7 +9,7 @@ import { Capture, ikev2UatLine, tsharkDecode, tsharkIkev2Encr, tsharkIkev2Integ 
 import { Charon, ikev2KeysFromLog } from '../harness/charon.js';
 import { partition, randomLoss } from '../harness/faults.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
-import { Lab, type Netns, NS_PREFIX, type ProtectedSubnet, reapStale, run, sleep } from '../harness/netns.js';
+import { Lab, type Netns, NS_PREFIX, type ProtectedSubnet, reapStale, run, sleep, waitFor } from '../harness/netns.js';
 import { type ConnSpec, mirrorConn } from '../harness/swanctl-conf.js';
 import { pairTopology } from '../harness/topology.js';
 import { expectNoPing, ping, UdpStream, waitPing } from '../harness/traffic.js';
@@ -205,6 +205,45 @@ describe('e2e harness: two charons, IKEv2 PSK, kernel-libipsec', () => {
     expect(sas.length, JSON.stringify(sas, null, 1)).toBe(1);
     expect(sas[0]!.initiator).toBe(true);
   }, 40_000);
+  it('rekey: a CHILD_SA rekey yields new SPIs that still match on both sides', async () => {
+    const before = await left.waitChild('h2', 'h2-net');
+    await left.rekey({ child: 'h2-net' });
+    const after = await waitFor(
+      'rekeyed CHILD_SA on both sides',
+      async () => {
+        const l = await left.waitChild('h2', 'h2-net');
+        const r = await right.waitChild('h2', 'h2-net');
+        return l.child.spiIn !== before.child.spiIn && l.child.spiIn === r.child.spiOut && { l, r };
+      },
+      { context },
+    );
+    expect(after.l.child.spiOut).toBe(after.r.child.spiIn);
+    await waitPing(lanA.host, lanB.hostAddr, { context });
+  });
+
+  it('IKEv1 Main Mode PSK (IDs = addresses) with terminate of the IKEv2 SA', async () => {
+    await left.terminate('h2');
+    const v1: ConnSpec = {
+      ...CONN,
+      name: 'h1',
+      version: 1,
+      localId: undefined,
+      remoteId: undefined,
+      proposals: ['aes128-sha256-modp2048'],
+      dpdDelay: undefined,
+      children: [{ ...CONN.children[0]!, name: 'h1-net', espProposals: ['aes128-sha256'], dpdAction: undefined }],
+    };
+    await left.loadConns([CONN, v1]);
+    await right.loadConns([mirrorConn(CONN), mirrorConn(v1)]);
+    expect(await left.listSas()).toEqual([]);
+    await left.initiate('h1-net', 'h1');
+    const l = await left.waitChild('h1', 'h1-net');
+    const r = await right.waitChild('h1', 'h1-net');
+    expect(l.ike.version).toBe(1);
+    expect(l.ike.remoteId).toBe('198.51.100.2');
+    expect(l.child.spiIn).toBe(r.child.spiOut);
+    await waitPing(lanA.host, lanB.hostAddr, { context });
+  });
 });
 
 describe('e2e harness: NAT topology (A behind masquerade) with charon NAT-T', () => {
