@@ -24,14 +24,7 @@ export const OID = {
   basicConstraints: '2.5.29.19',
   keyUsage: '2.5.29.15',
   extKeyUsage: '2.5.29.37',
-  subjectKeyIdentifier: '2.5.29.14',
-  authorityKeyIdentifier: '2.5.29.35',
-  crlDistributionPoints: '2.5.29.31',
-  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
 } as const;
-
-/** Extensions whose criticality we honour (parsed, or harmless to IKE when critical). */
-const UNDERSTOOD = new Set<string>(Object.values(OID));
 
 export interface SubjectAltNames {
   dns: string[];
@@ -64,6 +57,8 @@ export interface ParsedCertificate {
   san: SubjectAltNames;
   basicConstraints?: { ca: boolean; pathLen?: number };
   keyUsage?: KeyUsage;
+  /** extKeyUsage purposes (OIDs), when present. Exposed, not enforced (RFC 4945 5.1.3.12). */
+  extKeyUsage?: string[];
   /** OIDs of critical extensions this reader does not process. */
   unknownCritical: string[];
 }
@@ -134,6 +129,16 @@ function parseKeyUsage(value: Buffer): KeyUsage {
   };
 }
 
+function parseExtKeyUsage(value: Buffer): string[] {
+  const what = 'extKeyUsage';
+  const oids = children(readOnly(value, what, TAG.SEQUENCE).body, what);
+  if (oids.length === 0) throw malformed(`${what}: empty`);
+  return oids.map((o) => {
+    if (o.tag !== TAG.OID) throw malformed(`${what}: KeyPurposeId is not an OID`);
+    return decodeOid(o.body, what);
+  });
+}
+
 function parseExtensions(outer: Tlv, cert: ParsedCertificate): void {
   const what = 'extensions';
   const list = children(readOnly(outer.body, what, TAG.SEQUENCE).body, what);
@@ -153,7 +158,8 @@ function parseExtensions(outer: Tlv, cert: ParsedCertificate): void {
     if (oid === OID.subjectAltName) parseSan(value, cert.san);
     else if (oid === OID.basicConstraints) cert.basicConstraints = parseBasicConstraints(value);
     else if (oid === OID.keyUsage) cert.keyUsage = parseKeyUsage(value);
-    else if (critical && !UNDERSTOOD.has(oid)) cert.unknownCritical.push(oid);
+    else if (oid === OID.extKeyUsage) cert.extKeyUsage = parseExtKeyUsage(value);
+    else if (critical) cert.unknownCritical.push(oid);
   }
 }
 

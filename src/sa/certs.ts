@@ -43,6 +43,8 @@ export interface CertificateInfo {
   isCa: boolean;
   pathLen?: number;
   keyUsage?: KeyUsage;
+  /** extKeyUsage purpose OIDs when present; not enforced (RFC 4945 5.1.3.12). */
+  extKeyUsage?: string[];
   san: SubjectAltNames;
   selfIssued: boolean;
   /** Critical extensions we do not process; validateChain refuses such certificates. */
@@ -65,6 +67,15 @@ export function parseCertificate(der: Buffer): CertificateInfo {
   const keyType = publicKey.asymmetricKeyType;
   if (!keyType || !KEY_TYPES.has(keyType)) {
     throw new CoatiError(CERT_MALFORMED, `certificate has an unsupported key type ${String(keyType)}`);
+  }
+  // OpenSSL's own reading of the extensions must agree with ours on what matters most: whether this
+  // certificate may issue others (X509_check_ca, which also says no when OpenSSL finds an extension invalid)
+  const mayIssue = (p.basicConstraints?.ca ?? false) && (!p.keyUsage || p.keyUsage.keyCertSign);
+  if (p.version === 3 && x509.ca !== mayIssue) {
+    throw new CoatiError(
+      CERT_MALFORMED,
+      `malformed certificate: OpenSSL ${x509.ca ? 'accepts' : 'refuses'} it as a CA, the DER reader does not agree`,
+    );
   }
   const curve = keyType === 'ec' ? publicKey.asymmetricKeyDetails?.namedCurve : undefined;
   const info: CertificateInfo = {
@@ -89,6 +100,7 @@ export function parseCertificate(der: Buffer): CertificateInfo {
   if (curve) info.curve = curve;
   if (p.basicConstraints?.pathLen !== undefined) info.pathLen = p.basicConstraints.pathLen;
   if (p.keyUsage) info.keyUsage = p.keyUsage;
+  if (p.extKeyUsage) info.extKeyUsage = p.extKeyUsage;
   return info;
 }
 

@@ -46,6 +46,46 @@ describe('generated PKI parses through both encoders', () => {
   });
 });
 
+describe('extension handling', () => {
+  const tlv = (tag: number, body: Buffer) => Buffer.concat([Buffer.from([tag, body.length]), body]);
+  const ekuIke = tlv(0x30, tlv(0x06, Buffer.from('2b06010505070311', 'hex'))); // 1.3.6.1.5.5.7.3.17 ipsecIKE
+
+  it('critical extKeyUsage is understood and exposed; critical CRL distribution points are not', () => {
+    const eku = c(
+      issue('eku', {
+        subject: [['CN', 'eku']],
+        issuer: pki.ecCa,
+        keyType: 'ec',
+        extra: [{ oid: '2.5.29.37', critical: true, value: ekuIke }],
+      }),
+    );
+    expect(eku.extKeyUsage).toEqual(['1.3.6.1.5.5.7.3.17']);
+    expect(eku.unknownCritical).toEqual([]);
+    const crldp = c(
+      issue('crldp', {
+        subject: [['CN', 'crldp']],
+        issuer: pki.ecCa,
+        keyType: 'ec',
+        extra: [{ oid: '2.5.29.31', critical: true, value: tlv(0x30, Buffer.alloc(0)) }],
+      }),
+    );
+    expect(crldp.unknownCritical).toEqual(['2.5.29.31']);
+  });
+
+  it('a CA certificate OpenSSL finds invalid (malformed subjectKeyIdentifier) is CERT_MALFORMED', () => {
+    const bad = issue('bad-ski-ca', {
+      subject: [['CN', 'bad SKI CA']],
+      issuer: pki.ecCa,
+      keyType: 'ec',
+      ca: true,
+      extra: [{ oid: '2.5.29.14', critical: false, value: tlv(0x03, Buffer.from([0])) }],
+    });
+    expect(() => parseCertificate(bad.der)).toThrowError(
+      expect.objectContaining({ code: 'CERT_MALFORMED', message: expect.stringMatching(/OpenSSL refuses it as a CA/) }),
+    );
+  });
+});
+
 describe('validateChain: good paths', () => {
   it('leaf directly under an RSA or ECDSA anchor, any key type', () => {
     for (const [leaf, ca] of [

@@ -5,9 +5,10 @@ import { CoatiError } from '../../src/errors.js';
 import { decodeOid, decodeTime, readOnly, readTlv, TAG } from '../../src/sa/cert-der.js';
 import { nameToText } from '../../src/sa/cert-name.js';
 import { parseCertificateDer } from '../../src/sa/cert-x509.js';
-import { loadCertificates, parseCertificate } from '../../src/sa/certs.js';
+import { type CertificateInfo, loadCertificates, parseCertificate } from '../../src/sa/certs.js';
+import { ipToBytes } from '../../src/util/ip.js';
 import { GOLDEN_DIR } from '../helpers/golden.js';
-import { testPki } from '../helpers/pki.js';
+import { type Issued, testPki } from '../helpers/pki.js';
 
 const golden = ['ca', 'left', 'right'].map(
   (n) => loadCertificates(readFileSync(join(GOLDEN_DIR, 'pki', `${n}.cert.pem`), 'utf8'))[0]!,
@@ -152,6 +153,44 @@ function mutate(src: Buffer, rnd: () => number): Buffer {
   return out;
 }
 
+/** Compares our reading of a certificate with OpenSSL's (via X509Certificate) where both expose the field. */
+function agreesWithOpenSsl(info: CertificateInfo): void {
+  const x = info.x509;
+  expect(Date.parse(x.validFrom)).toBe(info.notBefore);
+  expect(Date.parse(x.validTo)).toBe(info.notAfter);
+  if (!((Number.parseInt(info.serialHex.slice(0, 2), 16) || 0) & 0x80)) {
+    expect(x.serialNumber.toLowerCase().replace(/^(00)+/, '')).toBe(info.serialHex.replace(/^(00)+/, ''));
+  }
+  // the CA flag is cross-checked inside parseCertificate itself
+}
+
+describe('agreement with OpenSSL', () => {
+  it('on every golden and generated certificate, SANs included', () => {
+    const pki = testPki();
+    const all = [
+      ...golden,
+      ...Object.values(pki)
+        .flat()
+        .map((i) => (i as Issued).der),
+    ];
+    for (const der of all) {
+      const info = parseCertificate(der);
+      agreesWithOpenSsl(info);
+      const theirs = (info.x509.subjectAltName ?? '').split(', ').filter((e) => e.length > 0);
+      const ours = [
+        ...info.san.dns.map((d) => `DNS:${d}`),
+        ...info.san.email.map((e) => `email:${e}`),
+        ...info.san.ip.map((ip) => `IP:${ipToBytes(ip).toString('hex')}`),
+      ].sort();
+      const norm = theirs
+        .filter((e) => !e.startsWith('DirName:'))
+        .map((e) => (e.startsWith('IP Address:') ? `IP:${ipToBytes(e.slice(11)).toString('hex')}` : e))
+        .sort();
+      expect(ours).toEqual(norm);
+    }
+  });
+});
+
 describe('DER reader fuzz', () => {
   const pki = testPki();
   const seeds = [...golden, pki.rsaLeaf.der, pki.ecLeaf.der, pki.edLeaf.der, pki.rsaCa.der];
@@ -168,10 +207,11 @@ describe('DER reader fuzz', () => {
         expect(input.includes(info.subjectDer)).toBe(true);
         expect(input.includes(info.spkiDer)).toBe(true);
         expect(typeof info.subjectText).toBe('string');
+        agreesWithOpenSsl(info);
         parsed++;
       } catch (e) {
         if (!(e instanceof CoatiError) || e.code !== 'CERT_MALFORMED') {
-          throw new Error(`iteration ${i}: unexpected ${String(e)} for ${input.toString('hex')}`);
+          throw new Error(`iteration ${i}: unexpected ${String(e)} for ${input.toString('hex')}`, { cause: e });
         }
         rejected++;
       }
