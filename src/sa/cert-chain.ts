@@ -64,8 +64,16 @@ function criticalProblem(c: CertificateInfo, role: string): Failure | undefined 
 }
 
 /** Checks a candidate issuer before its signature on `path`'s last certificate is verified. */
-function issuerProblem(cand: CertificateInfo, path: CertificateInfo[], role: string, now: number): Failure | undefined {
-  if (!cand.isCa) {
+function issuerProblem(
+  cand: CertificateInfo,
+  path: CertificateInfo[],
+  anchor: boolean,
+  now: number,
+): Failure | undefined {
+  const role = anchor ? 'trust anchor' : 'intermediate CA';
+  // a self-signed v1 certificate cannot say it is a CA; as a configured trust anchor it is taken as one
+  const v1Root = anchor && cand.version === 1 && cand.selfIssued;
+  if (!cand.isCa && !v1Root) {
     return fail('CERT_NOT_CA', `${role} ${q(cand)} issued ${q(path.at(-1)!)} but is not a CA (basicConstraints cA)`);
   }
   if (cand.keyUsage && !cand.keyUsage.keyCertSign) {
@@ -129,7 +137,7 @@ export function validateChain(opts: ValidateChainOptions): ChainResult {
         );
         continue;
       }
-      const problem = issuerProblem(c, path, role, now);
+      const problem = issuerProblem(c, path, anchor, now);
       if (problem) {
         note(problem, path.length + 1);
         continue;

@@ -29,6 +29,7 @@ export interface CertificateInfo {
   subjectText: string;
   issuerText: string;
   serialHex: string;
+  version: 1 | 2 | 3;
   spkiDer: Buffer;
   /** SHA-1 of the SubjectPublicKeyInfo DER: the CERTREQ / Hash-and-URL key hash. */
   spkiSha1: Buffer;
@@ -86,6 +87,7 @@ export function parseCertificate(der: Buffer): CertificateInfo {
     subjectText: nameToText(p.subjectDer, 'subject'),
     issuerText: nameToText(p.issuerDer, 'issuer'),
     serialHex: p.serialHex,
+    version: p.version,
     spkiDer: Buffer.from(p.spkiDer),
     spkiSha1: createHash('sha1').update(p.spkiDer).digest(),
     publicKey,

@@ -53,6 +53,8 @@ export interface CertSpec {
   extra?: { oid: string; critical: boolean; value: Buffer }[];
   /** Force the DER engine even for RSA/RSA. */
   forceDer?: boolean;
+  /** An X.509 v1 certificate: no version field, no extensions (DER engine). */
+  v1?: boolean;
 }
 
 const keyCache = new Map<string, KeyObject>();
@@ -173,14 +175,14 @@ function derCert(spec: CertSpec, key: KeyObject, window: { nb: number; na: numbe
   }
   for (const e of spec.extra ?? []) exts.push(ext(e.oid, e.critical, e.value));
   const tbs = seq(
-    tlv(0xa0, uint(Buffer.from([2]))),
+    ...(spec.v1 ? [] : [tlv(0xa0, uint(Buffer.from([2])))]),
     uint(nextSerial()),
     alg,
     encodeName(spec.issuer?.subject ?? spec.subject),
     seq(time(window.nb), time(window.na)),
     encodeName(spec.subject),
     spki,
-    tlv(0xa3, seq(...exts)),
+    ...(spec.v1 ? [] : [tlv(0xa3, seq(...exts))]),
   );
   return seq(tbs, alg, tlv(0x03, Buffer.from([0]), signTbs(tbs)));
 }
@@ -228,7 +230,8 @@ export function issue(name: string, spec: CertSpec): Issued {
   const keyType = spec.keyType ?? 'rsa';
   const key = spec.key ?? testKey(keyType, name);
   const window = { nb: spec.notBefore ?? PKI_NOW - YEAR, na: spec.notAfter ?? PKI_NOW + YEAR };
-  const useForge = !spec.forceDer && !spec.extra && keyType === 'rsa' && (spec.issuer?.keyType ?? 'rsa') === 'rsa';
+  const useForge =
+    !spec.forceDer && !spec.extra && !spec.v1 && keyType === 'rsa' && (spec.issuer?.keyType ?? 'rsa') === 'rsa';
   const der = useForge ? forgeCert(spec, key, window) : derCert(spec, key, window);
   const pem = `-----BEGIN CERTIFICATE-----\n${der
     .toString('base64')

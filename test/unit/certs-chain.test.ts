@@ -116,6 +116,21 @@ describe('validateChain: good paths', () => {
     expect(r.ok && r.chain[1]!.der.equals(pki.rsaCa.der)).toBe(true);
   });
 
+  it('a self-signed v1 certificate is a CA only as a trust anchor', () => {
+    const v1Root = issue('v1-root', { subject: [['CN', 'v1 root']], keyType: 'ec', v1: true });
+    const v1Leaf = issue('v1-leaf', { subject: [['CN', 'under v1']], issuer: v1Root, keyType: 'ec' });
+    expect(c(v1Root).version).toBe(1);
+    expect(c(v1Root).isCa).toBe(false);
+    expect(check(v1Leaf, [], [v1Root]).ok).toBe(true);
+    // the same v1 certificate offered as an intermediate is not a CA
+    const r = check(v1Leaf, [v1Root], [pki.ecCa]);
+    expect(r).toMatchObject({ ok: false, code: 'CERT_NOT_CA' });
+    // nor is a v1 certificate that is not self-signed, even as an anchor
+    const v1Inter = issue('v1-inter', { subject: [['CN', 'v1 inter']], issuer: pki.ecCa, keyType: 'ec', v1: true });
+    const below = issue('below-v1', { subject: [['CN', 'below v1']], issuer: v1Inter, keyType: 'ec' });
+    expect(check(below, [], [v1Inter])).toMatchObject({ ok: false, code: 'CERT_NOT_CA' });
+  });
+
   it('a long chain passes when the limit allows it', () => {
     expect(check(pki.longLeaf, pki.longChain, [pki.ecCa], PKI_NOW, 11).ok).toBe(true);
   });
