@@ -36,8 +36,10 @@ export interface IkeSaHost {
   onEstablished(sa: IkeSa, initialContact: boolean): void;
   /** The SA failed to establish, or an exchange timed out on an established SA. */
   onFailure(sa: IkeSa, reason: string, phase: 'establish' | 'liveness' | 'exchange'): void;
-  /** The peer deleted this IKE SA. */
+  /** The peer deleted this IKE SA (called once it is destroyed). */
   onPeerDelete(sa: IkeSa): void;
+  /** A Child SA was installed (orphan cleanup, metrics). */
+  onChildInstalled?(sa: IkeSa): void;
   /** The SA is gone; remove it from every table. */
   onDestroyed(sa: IkeSa): void;
   /** A new IKE SA replaces `old` (IKE SA rekey). */
@@ -132,7 +134,14 @@ export class IkeSa {
     return `${this.spiI.toString('hex')}_i ${this.spiR.toString('hex')}_r`;
   }
 
+  /** Superseded by an IKE SA rekey: its deletion is not a loss of the relationship. */
+  get rekeyedAway(): boolean {
+    return this.wasRekeyed;
+  }
+  private wasRekeyed = false;
+
   transition(to: IkeState, reason: string): void {
+    if (to === 'rekeyed') this.wasRekeyed = true;
     transitionIke(this, to, reason, (c) =>
       this.env.emit({ type: 'ike.state', peer: this.peerName, sa: this.label, from: c.from, to: c.to, reason }),
     );

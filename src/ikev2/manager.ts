@@ -1,4 +1,5 @@
 import { CoatiError } from '../errors.js';
+import type { SaInfo } from '../kernel/types.js';
 import type { Identity } from '../sa/identity.js';
 import { sameIdentity } from '../sa/identity.js';
 import type { PeerPolicy } from '../sa/policy.js';
@@ -140,6 +141,7 @@ export class Ikev2Manager implements IkeSaHost {
     const peer = sa.peer;
     this.dropHalfOpen(sa);
     if (!peer) return;
+    this.startDone(peer.name);
     this.contacted.add(peer.name);
     const rt = this.peers.get(peer.name);
     if (rt) {
@@ -171,6 +173,7 @@ export class Ikev2Manager implements IkeSaHost {
     void sa.queue.run(async () => {
       const wasUp = sa.state === 'established' || sa.state === 'rekeying';
       if (phase === 'establish') {
+        if (name) this.startDone(name);
         this.env.emit({
           type: 'handshake.failed',
           peer: sa.peerName,
@@ -192,14 +195,56 @@ export class Ikev2Manager implements IkeSaHost {
   onPeerDelete(sa: IkeSa): void {
     const name = sa.peer?.name;
     const rt = name ? this.peers.get(name) : undefined;
-    if (!rt || sa.state === 'rekeyed') return;
-    // A graceful stop of the peer: follow the configured action once our SA is gone.
-    sa.queue.idle().then(() => {
-      if (this.established(rt.policy.name).length === 0) {
-        this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
-        void this.afterLoss(rt, 'deleted');
-      }
+    if (!rt || sa.rekeyedAway) return;
+    // A graceful stop of the peer (or an operator's terminate there): follow the configured action.
+    if (this.established(rt.policy.name).length === 0) {
+      this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
+      void this.afterLoss(rt, 'deleted');
+    }
+  }
+
+  // ---- kernel state left by a previous incarnation ----------------------------
+
+  private orphans: SaInfo[] = [];
+
+  /**
+   * Notes owned kernel SAs this process did not create (a crash left them).
+   * They keep carrying traffic until the relationship with their peer is
+   * re-established, then go after a grace period; orphans of no configured
+   * peer go after `orphanMaxAgeMs`.
+   */
+  async adoptOrphans(orphanMaxAgeMs = 120_000): Promise<number> {
+    try {
+      this.orphans = await this.env.kernel.listSas();
+    } catch (err) {
+      this.env.log.warn('cannot list kernel SAs', { error: String(err) });
+      return 0;
+    }
+    if (this.orphans.length) {
+      this.env.clock.setTimer(orphanMaxAgeMs, () => void this.reapOrphans(() => true, 'unclaimed after start'));
+    }
+    return this.orphans.length;
+  }
+
+  onChildInstalled(sa: IkeSa): void {
+    const remote = sa.remote.addr;
+    if (!this.orphans.some((o) => o.src === remote || o.dst === remote)) return;
+    this.env.clock.setTimer(this.limits.duplicateGraceMs, () => {
+      void this.reapOrphans((o) => o.src === remote || o.dst === remote, `replaced by ${sa.label}`);
     });
+  }
+
+  private async reapOrphans(match: (o: SaInfo) => boolean, why: string): Promise<void> {
+    const go = this.orphans.filter(match);
+    this.orphans = this.orphans.filter((o) => !match(o));
+    for (const o of go) {
+      try {
+        await this.env.kernel.deleteSa({ dst: o.dst, spi: o.spi, proto: o.proto, ...(o.mark ? { mark: o.mark } : {}) });
+        this.env.emit({ type: 'orphan.removed', spi: o.spi.toString(16), dst: o.dst, reason: why });
+      } catch {
+        // Already gone.
+      }
+    }
   }
 
   onDestroyed(sa: IkeSa): void {
@@ -276,6 +321,61 @@ export class Ikev2Manager implements IkeSaHost {
 
   private async sourceFor(remote: string): Promise<string> {
     return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  }
+
+  // ---- start-up -------------------------------------------------------------------
+
+  private startQueue: string[] = [];
+  private startInFlight = new Set<string>();
+  private pacing = { maxConcurrent: 32, jitterMs: 0 };
+
+  /**
+   * Brings up every peer per its `start` action: traps first (cheap, local),
+   * then `start = now` peers in random order with at most `maxConcurrent`
+   * initiations in flight, each delayed by up to `jitterMs`, so a fleet-wide
+   * restart is not a thundering herd. Responders stay responsive meanwhile:
+   * initiations are ordinary timer callbacks.
+   */
+  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+    this.pacing = { ...this.pacing, ...pacing };
+    await this.adoptOrphans();
+    const now: string[] = [];
+    for (const rt of this.peers.values()) {
+      if (rt.policy.version !== 2) continue;
+      if (rt.policy.start === 'trap') await this.installTraps(rt);
+      if (rt.policy.start === 'now') {
+        rt.wantUp = true;
+        now.push(rt.policy.name);
+      }
+    }
+    for (let i = now.length - 1; i > 0; i--) {
+      const j = Math.floor(this.env.rand01() * (i + 1));
+      [now[i], now[j]] = [now[j] as string, now[i] as string];
+    }
+    this.startQueue.push(...now);
+    this.pumpStart();
+  }
+
+  private pumpStart(): void {
+    while (this.startInFlight.size < this.pacing.maxConcurrent && this.startQueue.length) {
+      const name = this.startQueue.shift() as string;
+      this.startInFlight.add(name);
+      this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
+        const rt = this.peers.get(name);
+        if (!rt || !rt.wantUp || this.established(name).length || this.connecting(name).length) {
+          this.startDone(name);
+          return;
+        }
+        this.initiate(name).catch((err) => {
+          this.env.log.warn('initiation failed', { peer: name, error: String(err) });
+          this.startDone(name);
+        });
+      });
+    }
+  }
+
+  private startDone(name: string): void {
+    if (this.startInFlight.delete(name)) this.pumpStart();
   }
 
   // ---- operator / daemon API ---------------------------------------------------

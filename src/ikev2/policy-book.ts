@@ -1,3 +1,4 @@
+import { KernelError } from '../kernel/errors.js';
 import type { KernelIpsec, PolicySpec } from '../kernel/types.js';
 import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 
@@ -50,12 +51,22 @@ export class PolicyBook {
     e.holders.add(holder);
     for (const p of specs) {
       const k = key(p);
-      if (e.policies.has(k)) {
-        await this.kernel.updatePolicy(p);
-      } else {
-        await this.kernel.addPolicy(p);
-      }
+      if (e.policies.has(k)) await this.kernel.updatePolicy(p);
+      else await this.addOrTakeOver(p);
       e.policies.set(k, p);
+    }
+  }
+
+  /**
+   * Adds a policy; if an owned policy with the same selector exists (left by a
+   * previous incarnation of the daemon), it is taken over in place.
+   */
+  private async addOrTakeOver(p: PolicySpec): Promise<void> {
+    try {
+      await this.kernel.addPolicy(p);
+    } catch (err) {
+      if (!(err instanceof KernelError) || err.code !== 'KERNEL_EXISTS') throw err;
+      await this.kernel.updatePolicy(p);
     }
   }
 
@@ -67,7 +78,7 @@ export class PolicyBook {
     for (const p of specs) {
       const k = key(p);
       if (!e.policies.has(k)) {
-        await this.kernel.addPolicy(p);
+        await this.addOrTakeOver(p);
         e.policies.set(k, p);
       }
     }

@@ -137,10 +137,35 @@ export class Mesh {
     }
     return w;
   }
-  private readonly rand = mulberry32(7);
+  readonly rand: () => number;
 
-  add(name: string, addr: string, limits: Partial<ManagerLimits> = {}): Node {
-    const kernel = new MemoryKernel({ now: () => this.clock.now(), random: this.rand });
+  constructor(seed = 7) {
+    this.rand = mulberry32(seed);
+  }
+
+  /** Kills a node's daemon; `hardReboot` also flushes its kernel SAs and policies. */
+  crash(name: string, hardReboot = false): void {
+    const n = this.node(name);
+    n.up = false;
+    n.manager.close({ keepKernel: true }).catch(() => {});
+    if (hardReboot) n.kernel = new MemoryKernel({ now: () => this.clock.now(), random: this.rand });
+  }
+
+  /** Starts a fresh daemon on a crashed node (same kernel unless it was rebooted), with the same peers. */
+  async boot(name: string, pacing: { maxConcurrent?: number; jitterMs?: number } = {}): Promise<Node> {
+    const old = this.node(name);
+    const peers = old.manager
+      .peerNames()
+      .map((p) => old.manager.peer(p)?.policy)
+      .filter((p) => p !== undefined);
+    const n = this.add(name, old.addr, {}, old.kernel);
+    for (const p of peers) n.manager.setPeer(p);
+    await n.manager.start(pacing);
+    return n;
+  }
+
+  add(name: string, addr: string, limits: Partial<ManagerLimits> = {}, reuseKernel?: MemoryKernel): Node {
+    const kernel = reuseKernel ?? new MemoryKernel({ now: () => this.clock.now(), random: this.rand });
     const node: Node = {
       name,
       addr,

@@ -144,6 +144,7 @@ async function activate(sa: IkeSa, child: ChildSa): Promise<ChildResult> {
     to: 'installed',
   });
   sa.scheduleChildTimers(child);
+  sa.host.onChildInstalled?.(sa);
   sa.env.keylog?.('esp_sa', espKeylogLine(sa, child, 'in'));
   sa.env.keylog?.('esp_sa', espKeylogLine(sa, child, 'out'));
   return { ok: true, child };

@@ -80,8 +80,10 @@ export async function respondInformational(sa: IkeSa, msg: InboundMessage<Payloa
   const deletes = msg.payloads.filter(isDelete);
   if (deletes.some((d) => d.protocolId === PROTOCOL.IKE)) {
     // RFC 7296 1.4.1: answer with an empty INFORMATIONAL, then the SA is gone.
-    sa.host.onPeerDelete(sa);
-    void sa.queue.run(() => sa.destroy('deleted by peer'));
+    void sa.queue.run(async () => {
+      await sa.destroy('deleted by peer');
+      sa.host.onPeerDelete(sa);
+    });
     return { exchange: EXCHANGE.INFORMATIONAL, payloads: [] };
   }
   const ours: number[] = [];
