@@ -22,7 +22,7 @@ describe('SA state transitions', () => {
   });
   it('rejects illegal transitions without changing state', () => {
     const sa = { state: 'created' as IkeState };
-    expect(() => transitionIke(sa, 'established', 'skip auth', () => {})).toThrow(IllegalTransitionError);
+    expect(() => transitionIke(sa, 'rekeyed', 'never established', () => {})).toThrow(IllegalTransitionError);
     expect(sa.state).toBe('created');
     const child = { state: 'destroyed' as const };
     expect(() =>
