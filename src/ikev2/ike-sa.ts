@@ -46,6 +46,9 @@ export interface IkeSaHost {
   onRekeyed(old: IkeSa, fresh: IkeSa): void;
   /** Whether INITIAL_CONTACT should accompany the first IKE SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
+  /** Configured peers (a responder's IKE_SA_INIT reads their CAs for CERTREQ before it knows the peer). */
+  peerNames?(): string[];
+  peer?(name: string): { readonly policy: PeerPolicy } | undefined;
 }
 
 export type Role = 'initiator' | 'responder';
@@ -87,6 +90,12 @@ export class IkeSa {
   pendingSpiR: Buffer | undefined;
   /** Proposals a responder selects from (known before the peer's identity). */
   responderProposals: IkeProposalSpec[] = [];
+  /** RFC 7427 hash algorithms the peer announced in IKE_SA_INIT (empty: none, classic signature methods). */
+  peerSignatureHashes: number[] = [];
+  /** The peer's CERTREQ data for X.509 (concatenated SHA-1 SPKI hashes), if it sent any. */
+  peerCertReq: Buffer | undefined;
+  /** AUTH methods used by each side and the peer's certificate subject, once verified. */
+  authUsed: { local?: number; remote?: number; remoteSubject?: string } = {};
   /** Child rekeys the peer ran while ours was in flight: old child uid -> the peer's new child. */
   private readonly childCollisions = new Map<string, ChildSa>();
   private childSeq = 0;

@@ -57,4 +57,8 @@ export interface PeerPolicy {
   natKeepaliveMs: number;
   fragmentation: boolean;
   fragmentSize: number;
+  /** Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427) in IKE_SA_INIT; default true. */
+  signatureHashes?: boolean;
+  /** Send CERTREQ for our CAs when authenticating with certificates; default true. */
+  sendCertReq?: boolean;
 }

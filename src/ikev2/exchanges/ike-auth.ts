@@ -1,9 +1,20 @@
 import { pskAuth, signedOctets, verifyPskAuth } from '../../crypto/ikev2/auth.js';
-import { identityFromWire, sameIdentity } from '../../sa/identity.js';
+import { type Identity, identityFromWire, sameIdentity } from '../../sa/identity.js';
 import { AUTH_METHOD, EXCHANGE, isAuth, isIdi, isIdr, type Payload } from '../../wire/ikev2/index.js';
 import type { IkeSa } from '../ike-sa.js';
 import { errorNotify, findNotify, idBody, N, P } from '../payloads.js';
 import type { InboundMessage, InitiatorTask, OutboundMessage, TaskOutcome } from '../task-manager.js';
+import { AuthFailedNotifyTask } from './auth-failed.js';
+import {
+  certPayloads,
+  certReqFor,
+  isPubkey,
+  localAuthProblem,
+  localIdentity,
+  recordCertReq,
+  signLocal,
+  verifyPeerSignature,
+} from './auth-pubkey.js';
 import { type ChildOffer, completeChild, proposeChild, respondChild } from './create-child.js';
 import { notifyCode } from './ike-init.js';
 
@@ -22,27 +33,36 @@ function octets(sa: IkeSa, forInitiator: boolean, id: { idType: number; data: Bu
   });
 }
 
-function ourAuth(sa: IkeSa, id: { idType: number; data: Buffer }): Payload {
+/** Our AUTH payload, preceded by our CERT payloads when we authenticate with a certificate. */
+function ourAuth(sa: IkeSa, id: { idType: number; data: Buffer }): Payload[] {
   const peer = sa.peer;
   if (!peer || !sa.suite) throw new Error('AUTH without peer policy');
-  if (peer.auth.kind !== 'psk') throw new Error(`peer ${peer.name}: public-key authentication is not available yet`);
-  return P.auth(AUTH_METHOD.SHARED_KEY_MIC, pskAuth(sa.suite.prf, peer.auth.secret, octets(sa, sa.isInitiator, id)));
+  const signed = octets(sa, sa.isInitiator, id);
+  if (isPubkey(peer.auth)) {
+    const { method, data } = signLocal(sa, peer.auth, signed);
+    return [...certPayloads(peer.auth), P.auth(method, data)];
+  }
+  sa.authUsed.local = AUTH_METHOD.SHARED_KEY_MIC;
+  return [P.auth(AUTH_METHOD.SHARED_KEY_MIC, pskAuth(sa.suite.prf, peer.auth.secret, signed))];
 }
 
 function verifyAuth(
   sa: IkeSa,
-  id: { idType: number; data: Buffer },
+  id: Identity,
+  idPayload: { idType: number; data: Buffer },
   auth: { method: number; data: Buffer },
+  payloads: readonly Payload[],
 ): string | undefined {
   const peer = sa.peer;
   if (!peer || !sa.suite) return 'no peer policy';
   if (peer.auth.kind === 'psk') {
     if (auth.method !== AUTH_METHOD.SHARED_KEY_MIC)
       return `peer used auth method ${auth.method}, we expect a shared key`;
-    const ok = verifyPskAuth(sa.suite.prf, peer.auth.secret, octets(sa, !sa.isInitiator, id), auth.data);
+    const ok = verifyPskAuth(sa.suite.prf, peer.auth.secret, octets(sa, !sa.isInitiator, idPayload), auth.data);
+    if (ok) sa.authUsed.remote = AUTH_METHOD.SHARED_KEY_MIC;
     return ok ? undefined : 'shared-key AUTH does not verify (wrong PSK?)';
   }
-  return 'public-key authentication is not available yet';
+  return verifyPeerSignature(sa, peer.auth, id, payloads, auth, octets(sa, !sa.isInitiator, idPayload));
 }
 
 /** Initiator: IKE_AUTH with the first Child SA. */
@@ -60,13 +80,13 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
     const peer = sa.peer;
     if (!peer) throw new Error('IKE_AUTH without peer');
     sa.transition('authenticating', 'IKE_AUTH sent');
-    const idi = P.idi(peer.localId) as Payload & { idType: number; data: Buffer };
+    const idi = P.idi(localIdentity(peer)) as Payload & { idType: number; data: Buffer };
     const payloads: Payload[] = [idi];
     if (sa.host.wantsInitialContact(peer)) {
       payloads.push(P.notify(N.INITIAL_CONTACT));
       sa.initialContactSent = true;
     }
-    payloads.push(P.idr(peer.remoteId), ourAuth(sa, idi));
+    payloads.push(...certReqFor(peer), P.idr(peer.remoteId), ...ourAuth(sa, idi));
     const policy = peer.children[0];
     if (policy) {
       const { offer, payloads: childPayloads } = await proposeChild(sa, policy, { first: true });
@@ -90,13 +110,10 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
     }
     const id = identityFromWire(idr.idType, idr.data);
     if (!id || !sameIdentity(id, peer.remoteId)) {
-      return this.fail(
-        'AUTHENTICATION_FAILED',
-        `peer identity ${id?.text ?? `type ${idr.idType}`} is not ${peer.remoteId.text}`,
-      );
+      return this.refuseResponder(`peer identity ${id?.text ?? `type ${idr.idType}`} is not ${peer.remoteId.text}`);
     }
-    const bad = verifyAuth(sa, idr, auth);
-    if (bad) return this.fail('AUTHENTICATION_FAILED', bad);
+    const bad = verifyAuth(sa, id, idr, auth, msg.payloads);
+    if (bad) return this.refuseResponder(bad);
     sa.remoteId = id;
     sa.markEstablished(false);
     if (this.offer) {
@@ -118,6 +135,12 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
       void this.sa.env.kernel
         .deleteSa({ dst: this.sa.local.addr, spi: this.offer.spiIn, proto: 'esp' })
         .catch(() => {});
+  }
+
+  /** The responder authenticated us but we refuse it: tell it before we go (RFC 7296 2.21.2). */
+  private refuseResponder(message: string): TaskOutcome {
+    void this.sa.tm.enqueue(new AuthFailedNotifyTask(), true);
+    return this.fail('AUTHENTICATION_FAILED', message);
   }
 
   private fail(code: string, message: string): TaskOutcome {
@@ -155,11 +178,14 @@ export async function respondIkeAuth(sa: IkeSa, msg: InboundMessage<Payload>): P
     return refuse('AUTHENTICATION_FAILED', `no peer configured for identity ${id.text} from ${sa.remote.addr}`);
   sa.peer = peer;
   sa.transition('authenticating', 'IKE_AUTH received');
-  const bad = verifyAuth(sa, idi, auth);
+  recordCertReq(sa, msg.payloads);
+  const bad = verifyAuth(sa, id, idi, auth, msg.payloads);
   if (bad) return refuse('AUTHENTICATION_FAILED', `${id.text}: ${bad}`);
+  const local = localAuthProblem(sa);
+  if (local) return refuse('AUTHENTICATION_FAILED', `cannot authenticate ourselves to ${id.text}: ${local}`);
   sa.remoteId = id;
-  const idrPayload = P.idr(peer.localId) as Payload & { idType: number; data: Buffer };
-  const out: Payload[] = [idrPayload, ourAuth(sa, idrPayload)];
+  const idrPayload = P.idr(localIdentity(peer)) as Payload & { idType: number; data: Buffer };
+  const out: Payload[] = [idrPayload, ...ourAuth(sa, idrPayload)];
   sa.markEstablished(!!findNotify(msg.payloads, N.INITIAL_CONTACT));
   if (msg.payloads.some((p) => p.type === 33)) {
     const child = await respondChild(sa, msg.payloads, { first: true });

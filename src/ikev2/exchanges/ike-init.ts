@@ -15,6 +15,15 @@ import { detectNat, natHash } from '../nat.js';
 import { errorNotify, findNotify, N, notifies, P } from '../payloads.js';
 import { MessageProtector } from '../protect.js';
 import type { InboundMessage, InitiatorTask, OutboundMessage, TaskOutcome } from '../task-manager.js';
+import {
+  announceSignatureHashes,
+  encodeSignatureHashes,
+  localAuthProblem,
+  OUR_SIGNATURE_HASHES,
+  parseSignatureHashes,
+  recordCertReq,
+  responderCertReq,
+} from './auth-pubkey.js';
 
 const NONCE_BYTES = 32;
 const MAX_COOKIE_RETRIES = 3;
@@ -34,8 +43,15 @@ function initNotifies(sa: IkeSa, spiR: Buffer): Payload[] {
   ];
   if (sa.peer?.fragmentation ?? true) out.push(P.notify(N.IKEV2_FRAGMENTATION_SUPPORTED));
   // RFC 7427: SHA2-256, SHA2-384, SHA2-512, Identity (Ed25519).
-  out.push(P.notify(N.SIGNATURE_HASH_ALGORITHMS, Buffer.from([0, 2, 0, 3, 0, 4, 0, 5])));
+  if (announceSignatureHashes(sa))
+    out.push(P.notify(N.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(OUR_SIGNATURE_HASHES)));
   return out;
+}
+
+/** The hash algorithms the peer announced (RFC 7427 4); none means classic signature methods only. */
+function peerSignatureHashes(payloads: readonly Payload[]): number[] {
+  const n = findNotify(payloads, N.SIGNATURE_HASH_ALGORITHMS);
+  return n ? parseSignatureHashes(n.data) : [];
 }
 
 /** NAT detection over the SPIs of the message that carried the NAT-D payloads (SPIr is zero in a request). */
@@ -182,6 +198,10 @@ export class IkeInitTask implements InitiatorTask<Payload> {
     sa.nat = natFrom(sa, msg.payloads, sa.spiR);
     sa.fragmentation = (sa.peer?.fragmentation ?? true) && !!findNotify(msg.payloads, N.IKEV2_FRAGMENTATION_SUPPORTED);
     if (sa.nat.local || sa.nat.remote) sa.floatToNatT();
+    sa.peerSignatureHashes = peerSignatureHashes(msg.payloads);
+    recordCertReq(sa, msg.payloads);
+    const authProblem = localAuthProblem(sa);
+    if (authProblem) return this.fail('AUTHENTICATION_FAILED', `cannot authenticate ourselves: ${authProblem}`);
     return { kind: 'done' };
   }
 
@@ -252,6 +272,7 @@ export function respondIkeInit(sa: IkeSa, msg: InboundMessage<Payload>): Outboun
   establishKeys(sa, verdict.suite, shared);
   sa.nat = natFrom(sa, msg.payloads, Buffer.alloc(8));
   sa.fragmentation = (sa.peer?.fragmentation ?? true) && !!findNotify(msg.payloads, N.IKEV2_FRAGMENTATION_SUPPORTED);
+  sa.peerSignatureHashes = peerSignatureHashes(msg.payloads);
   sa.transition('connecting', 'IKE_SA_INIT answered');
   return {
     exchange: EXCHANGE.IKE_SA_INIT,
@@ -259,6 +280,7 @@ export function respondIkeInit(sa: IkeSa, msg: InboundMessage<Payload>): Outboun
       P.sa([ikeSuiteToWire(verdict.suite, verdict.num)]),
       P.ke(verdict.suite.ke, ours.publicValue),
       P.nonce(sa.nr),
+      ...responderCertReq(sa),
       ...initNotifies(sa, sa.spiR),
     ],
   };
