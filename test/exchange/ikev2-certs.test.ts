@@ -8,12 +8,22 @@ import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { signAuth } from '../../src/crypto/signatures.js';
+import { verifyPeerSignature } from '../../src/ikev2/exchanges/auth-pubkey.js';
 import type { IkeSa } from '../../src/ikev2/ike-sa.js';
 import { certIdentity, loadCertificates, loadPrivateKey, parseCertificate } from '../../src/sa/certs.js';
 import { type Identity, parseIdentity } from '../../src/sa/identity.js';
 import type { AuthPolicy, PeerPolicy } from '../../src/sa/policy.js';
 import type { IkeProposalSpec } from '../../src/sa/proposal.js';
-import { decodeMessage, EXCHANGE, isCertReq, isNotify, NOTIFY } from '../../src/wire/ikev2/index.js';
+import {
+  decodeMessage,
+  EXCHANGE,
+  isCertReq,
+  isNotify,
+  NOTIFY,
+  PAYLOAD,
+  type Payload,
+} from '../../src/wire/ikev2/index.js';
 import { Mesh, type Node, peerPolicy } from '../helpers/ike-pair.js';
 import { type Issued, issue, PKI_NOW, testKey, testPki } from '../helpers/pki.js';
 
@@ -263,6 +273,57 @@ describe('IKEv2 certificate authentication', () => {
     expect(a.manager.peer('b')?.lastError?.message).toMatch(/Ed25519 .*Identity \(5\)/);
   });
 
+  it('works without CERTREQ (we send our chain unasked) and records none', async () => {
+    const { m, a, b } = await pair();
+    const { ia, rb } = await connect(
+      m,
+      a,
+      b,
+      {
+        localId: parseIdentity('fqdn:peer.example.net'),
+        remoteId: parseIdentity('fqdn:ec.example'),
+        auth: pubkey([pki.rsaLeaf], [pki.rsaCa]),
+        sendCertReq: false,
+      },
+      {
+        localId: parseIdentity('fqdn:ec.example'),
+        remoteId: parseIdentity('fqdn:peer.example.net'),
+        auth: pubkey([pki.ecLeaf], [pki.rsaCa]),
+        sendCertReq: false,
+      },
+    );
+    expectUp(ia, rb);
+    expect(ia.peerCertReq).toBeUndefined();
+    expect(rb?.peerCertReq).toBeUndefined();
+    expect(initResponse(m).payloads.some(isCertReq)).toBe(false);
+  });
+
+  it('refuses to start with an identity our own certificate does not carry', async () => {
+    const { m, a, b } = await pair();
+    await connect(
+      m,
+      a,
+      b,
+      {
+        localId: parseIdentity('fqdn:not-mine.example'),
+        remoteId: parseIdentity('fqdn:ec.example'),
+        auth: pubkey([pki.rsaLeaf], [pki.rsaCa]),
+      },
+      {
+        localId: parseIdentity('fqdn:ec.example'),
+        remoteId: parseIdentity('fqdn:not-mine.example'),
+        auth: pubkey([pki.ecLeaf], [pki.rsaCa]),
+      },
+    );
+    expect(a.manager.established('b')).toHaveLength(0);
+    expect(a.manager.peer('b')?.lastError?.code).toBe('AUTHENTICATION_FAILED');
+    expect(a.manager.peer('b')?.lastError?.message).toMatch(
+      /our identity fqdn:not-mine.example is not bound to our certificate "CN=rsa leaf/,
+    );
+    // nothing was signed or sent past IKE_SA_INIT
+    expect(m.sent).toHaveLength(2);
+  });
+
   describe('refusals', () => {
     const ecB = () => ({
       localId: parseIdentity('fqdn:ec.example'),
@@ -322,22 +383,6 @@ describe('IKEv2 certificate authentication', () => {
       );
       await expectRefused(a, b, b, /CERT_UNTRUSTED: no trust anchor or intermediate named "CN=Unknown CA/);
       expect(a.manager.peer('b')?.lastError?.code).toBe('AUTHENTICATION_FAILED');
-    });
-
-    it('an identity the certificate does not carry', async () => {
-      const { m, a, b } = await pair();
-      await connect(
-        m,
-        a,
-        b,
-        {
-          localId: parseIdentity('fqdn:elsewhere.example'),
-          remoteId: parseIdentity('fqdn:ec.example'),
-          auth: pubkey([pki.rsaLeaf], [pki.rsaCa]),
-        },
-        { ...ecB(), remoteId: parseIdentity('fqdn:elsewhere.example') },
-      );
-      await expectRefused(a, b, b, /identity fqdn:elsewhere.example not in certificate "CN=rsa leaf[^"]*" SANs \(dns:/);
     });
 
     it('a private key that does not belong to the certificate', async () => {
@@ -456,5 +501,58 @@ describe('IKEv2 certificate authentication', () => {
       },
     );
     await expectRefused(a, b, b, /CERT_EXPIRED: certificate "CN=left.cert.rig.test[^"]*" expired at 2036-11-21/);
+  });
+  describe('verifier checks a coati peer never provokes (it refuses to send such IKE_AUTH)', () => {
+    const sa = () => ({ env: { clock: { now: () => PKI_NOW } }, authUsed: {} }) as unknown as IkeSa;
+    const trust = pubkey([pki.ecLeaf], [pki.rsaCa]) as Extract<AuthPolicy, { kind: 'pubkey' }>;
+    const octets = Buffer.from('the octets the peer signs');
+    const cert = (data: Buffer, encoding = 4): Payload => ({ type: PAYLOAD.CERT, critical: false, encoding, data });
+    const rsaSig = () => ({
+      method: 14,
+      data: signAuth({ method: 14, scheme: 'rsa-pkcs1-sha256', privateKey: pki.rsaLeaf.key, octets }),
+    });
+
+    it('accepts a matching identity and a good signature (the control case)', () => {
+      const s = sa();
+      const id = parseIdentity('ip:2001:db8::7');
+      expect(verifyPeerSignature(s, trust, id, [cert(pki.rsaLeaf.der)], rsaSig(), octets)).toBeUndefined();
+      expect(s.authUsed).toEqual({ remote: 14, remoteSubject: 'CN=rsa leaf,O=coati tests,C=XX' });
+    });
+
+    it('an FQDN identity that is not among the SANs', () => {
+      const id = parseIdentity('fqdn:elsewhere.example');
+      expect(verifyPeerSignature(sa(), trust, id, [cert(pki.rsaLeaf.der)], rsaSig(), octets)).toBe(
+        'identity fqdn:elsewhere.example not in certificate "CN=rsa leaf,O=coati tests,C=XX" SANs ' +
+          '(dns:Peer.Example.NET, email:IKE@Example.net, ip:192.0.2.7, ip:2001:db8::7)',
+      );
+    });
+
+    it('a DN identity that is not the subject', () => {
+      expect(
+        verifyPeerSignature(sa(), trust, subjectOf(pki.ecLeaf), [cert(pki.rsaLeaf.der)], rsaSig(), octets),
+      ).toMatch(/^identity DN .* is not the subject of certificate "CN=rsa leaf/);
+    });
+
+    it('no certificate, only other encodings, a malformed one', () => {
+      const id = parseIdentity('fqdn:peer.example.net');
+      expect(verifyPeerSignature(sa(), trust, id, [], rsaSig(), octets)).toBe('peer sent no certificate');
+      expect(verifyPeerSignature(sa(), trust, id, [cert(pki.rsaLeaf.der, 12)], rsaSig(), octets)).toBe(
+        'peer sent certificates only in unsupported encodings (12)',
+      );
+      expect(
+        verifyPeerSignature(sa(), trust, id, [cert(Buffer.from([0x30, 0x03, 1, 2, 3]))], rsaSig(), octets),
+      ).toMatch(/^certificate 1 from the peer is malformed: /);
+    });
+
+    it('a signature over other octets, and a method that does not fit the key', () => {
+      const id = parseIdentity('fqdn:peer.example.net');
+      expect(
+        verifyPeerSignature(sa(), trust, id, [cert(pki.rsaLeaf.der)], rsaSig(), Buffer.from('other octets')),
+      ).toMatch(/^signature does not verify with the key of "CN=rsa leaf.*rsa-pkcs1-sha256: signature mismatch\)$/);
+      const classic = { method: 9, data: rsaSig().data };
+      expect(verifyPeerSignature(sa(), trust, id, [cert(pki.rsaLeaf.der)], classic, octets)).toMatch(
+        /auth method 9: auth method 9 needs a prime256v1 key/,
+      );
+    });
   });
 });

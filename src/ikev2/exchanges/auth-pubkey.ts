@@ -179,7 +179,12 @@ export function chooseMethod(
 export function localAuthProblem(sa: IkeSa): string | undefined {
   const auth = sa.peer?.auth;
   if (!auth || !isPubkey(auth)) return undefined;
-  if (auth.certs.length === 0) return 'no local certificate configured';
+  const leaf = auth.certs[0];
+  if (!leaf) return 'no local certificate configured';
+  const id = localIdentity(sa.peer as PeerPolicy);
+  if (!identityMatchesCert(id, info(leaf))) {
+    return `our identity ${id.text} is not bound to our certificate "${info(leaf).subjectText}" (SANs: ${describeSans(info(leaf))})`;
+  }
   const choice = chooseMethod(auth.privateKey, sa.peerSignatureHashes);
   return 'error' in choice ? choice.error : undefined;
 }
@@ -231,31 +236,24 @@ export function verifyPeerSignature(
   }
   const sent = msgPayloads.filter(isCert);
   const x509 = sent.filter((c) => c.encoding === CERT_ENCODING.X509_SIGNATURE);
-  let certs: CertificateInfo[];
   let anchors: CertificateInfo[];
   try {
     anchors = parsedCas(auth);
   } catch (err) {
     return `a configured CA certificate is unusable: ${err instanceof Error ? err.message : String(err)}`;
   }
-  if (x509.length > 0) {
-    certs = [];
-    for (const [i, c] of x509.entries()) {
-      try {
-        certs.push(parseCertificate(c.data));
-      } catch (err) {
-        return `certificate ${i + 1} from the peer is malformed: ${err instanceof Error ? err.message : String(err)}`;
-      }
+  if (x509.length === 0) {
+    return sent.length > 0
+      ? `peer sent certificates only in unsupported encodings (${sent.map((c) => c.encoding).join(', ')})`
+      : 'peer sent no certificate';
+  }
+  const certs: CertificateInfo[] = [];
+  for (const [i, c] of x509.entries()) {
+    try {
+      certs.push(parseCertificate(c.data));
+    } catch (err) {
+      return `certificate ${i + 1} from the peer is malformed: ${err instanceof Error ? err.message : String(err)}`;
     }
-  } else {
-    // No CERT: a pinned end-entity certificate among our trust anchors may still name the peer.
-    const pinned = anchors.find((a) => !a.isCa && identityMatchesCert(id, a));
-    if (!pinned) {
-      return sent.length > 0
-        ? `peer sent certificates only in unsupported encodings (${sent.map((c) => c.encoding).join(', ')})`
-        : 'peer sent no certificate and none is pinned for its identity';
-    }
-    certs = [pinned];
   }
   const [leaf, ...intermediates] = certs as [CertificateInfo, ...CertificateInfo[]];
   const chain = validateChain({ leaf, intermediates, trustAnchors: anchors, now: sa.env.clock.now() });

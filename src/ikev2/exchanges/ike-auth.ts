@@ -79,6 +79,14 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
     const sa = this.sa;
     const peer = sa.peer;
     if (!peer) throw new Error('IKE_AUTH without peer');
+    // IKE_SA_INIT failed (its task reported it), or we cannot sign: stop here. A destroyed task
+    // manager sends nothing (the message is never encoded) and aborts what else was queued.
+    const cannot = sa.keys ? localAuthProblem(sa) : 'IKE_SA_INIT did not complete';
+    if (cannot) {
+      sa.tm.destroy();
+      if (sa.keys) this.fail('AUTHENTICATION_FAILED', `cannot authenticate ourselves: ${cannot}`);
+      return { exchange: EXCHANGE.IKE_AUTH, payloads: [] };
+    }
     sa.transition('authenticating', 'IKE_AUTH sent');
     const idi = P.idi(localIdentity(peer)) as Payload & { idType: number; data: Buffer };
     const payloads: Payload[] = [idi];

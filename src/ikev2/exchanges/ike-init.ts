@@ -18,7 +18,6 @@ import type { InboundMessage, InitiatorTask, OutboundMessage, TaskOutcome } from
 import {
   announceSignatureHashes,
   encodeSignatureHashes,
-  localAuthProblem,
   OUR_SIGNATURE_HASHES,
   parseSignatureHashes,
   recordCertReq,
@@ -200,8 +199,6 @@ export class IkeInitTask implements InitiatorTask<Payload> {
     if (sa.nat.local || sa.nat.remote) sa.floatToNatT();
     sa.peerSignatureHashes = peerSignatureHashes(msg.payloads);
     recordCertReq(sa, msg.payloads);
-    const authProblem = localAuthProblem(sa);
-    if (authProblem) return this.fail('AUTHENTICATION_FAILED', `cannot authenticate ourselves: ${authProblem}`);
     return { kind: 'done' };
   }
 
