@@ -4,6 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 import { type ConfigError, formatConfigError, nearestKey } from './errors.js';
 import { PEER_EXTRA_KEYS, type PeerLayer, resolvePeer } from './peer.js';
 import {
@@ -92,8 +93,8 @@ export async function loadConfig(mainPath: string, opts: LoadOptions = {}): Prom
   if (defaults?.read.values.address !== undefined)
     mainErrs.at(defaults.read.locs.get('address')!, 'defaults.address', 'an address cannot be a default');
 
-  const reqidMin = k.reqid_min ?? 1000;
-  const reqidMax = k.reqid_max ?? 0xfffff;
+  const reqidMin = k.reqid_min ?? DEFAULT_OWNERSHIP.reqidMin;
+  const reqidMax = k.reqid_max ?? DEFAULT_OWNERSHIP.reqidMax;
   if (reqidMin > reqidMax) mainErrs.whole('key "kernel.reqid_min": must not exceed kernel.reqid_max');
 
   const baseDir = dirname(mainPath);

@@ -256,12 +256,32 @@ export function acceptedEspSuite(
   return selectEspProposal([answer], offered, pfsGroup)?.suite;
 }
 
-/** Human form for logs and status, e.g. "aes256gcm16/prfsha256/x25519". */
+const PRF_NAMES: Record<number, string> = { 2: 'prfsha1', 5: 'prfsha256', 6: 'prfsha384', 7: 'prfsha512' };
+const INTEG_NAMES: Record<number, string> = { 2: 'sha1', 12: 'sha256', 13: 'sha384', 14: 'sha512' };
+const KE_NAMES: Record<number, string> = {
+  14: 'modp2048',
+  15: 'modp3072',
+  16: 'modp4096',
+  19: 'ecp256',
+  20: 'ecp384',
+  21: 'ecp521',
+  31: 'x25519',
+  32: 'x448',
+};
+
+function encrName(e: EncrChoice): string {
+  if (e.id === 20) return `aes${e.keyLen ?? 128}gcm16`;
+  if (e.id === 12) return `aes${e.keyLen ?? 128}`;
+  if (e.id === 28) return 'chacha20poly1305';
+  return `encr${e.id}`;
+}
+
+/** Human form for logs and status in strongSwan's token style, e.g. "aes256gcm16/prfsha256/x25519". */
 export function suiteName(s: IkeSuite | EspSuite): string {
-  const e = encrById(s.encr.id);
-  const parts = [e.name + (s.encr.keyLen ? `-${s.encr.keyLen}` : '')];
-  if ('prf' in s) parts.push(`prf${s.prf}`);
-  if (s.integ !== undefined) parts.push(`integ${s.integ}`);
-  if (s.ke !== undefined) parts.push(`ke${s.ke}`);
+  const parts = [encrName(s.encr)];
+  if (s.integ !== undefined) parts.push(INTEG_NAMES[s.integ] ?? `integ${s.integ}`);
+  if ('prf' in s) parts.push(PRF_NAMES[s.prf] ?? `prf${s.prf}`);
+  if (s.ke !== undefined) parts.push(KE_NAMES[s.ke] ?? `ke${s.ke}`);
+  if ('esn' in s && s.esn) parts.push('esn');
   return parts.join('/');
 }

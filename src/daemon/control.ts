@@ -1,0 +1,126 @@
+import { ControlError } from '../control/errors.js';
+import type { ActionResult, DaemonControl, PeerActionResult, Target } from '../control/types.js';
+import type { IkeSa } from '../ikev2/ike-sa.js';
+import type { Daemon } from './daemon.js';
+import { statusReport } from './status.js';
+
+/** Waits until `cond` holds or `ms` pass (polling; admin commands are rare). */
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/** The admin socket's commands, implemented on the daemon's managers. */
+export function createControl(d: Daemon): DaemonControl {
+  const names = (t: Target): string[] => {
+    if ('all' in t) return d.manager.peerNames().sort();
+    if (!d.manager.peer(t.peer))
+      throw new ControlError('UNKNOWN_PEER', `no peer named "${t.peer}" (see coatictl status)`);
+    return [t.peer];
+  };
+  const result = (peers: PeerActionResult[], what: string): ActionResult => ({
+    ok: peers.every((p) => p.ok),
+    message: `${what}: ${peers.filter((p) => p.ok).length}/${peers.length} ok`,
+    peers,
+  });
+  const established = (name: string): IkeSa | undefined => d.manager.established(name)[0];
+
+  return {
+    async status(peer) {
+      if (peer && !d.manager.peer(peer)) throw new ControlError('UNKNOWN_PEER', `no peer named "${peer}"`);
+      return statusReport({
+        manager: d.manager,
+        kernel: d.kernel,
+        localAddresses: d.localAddresses(),
+        startedAt: d.startedAt,
+        version: '0.1.0',
+        ...(peer ? { peer } : {}),
+      });
+    },
+
+    async initiate(t) {
+      const out: PeerActionResult[] = [];
+      await Promise.all(
+        names(t).map(async (peer) => {
+          if (established(peer)) {
+            out.push({ peer, ok: true, message: 'already up' });
+            return;
+          }
+          try {
+            await d.manager.initiate(peer);
+            const up = await waitFor(() => !!established(peer), 15_000);
+            const err = d.manager.peer(peer)?.lastError;
+            out.push({
+              peer,
+              ok: up,
+              message: up ? 'established' : `not established: ${err ? `${err.code}: ${err.message}` : 'timeout'}`,
+            });
+          } catch (err) {
+            out.push({ peer, ok: false, message: (err as Error).message });
+          }
+        }),
+      );
+      return result(out, 'initiate');
+    },
+
+    async terminate(t) {
+      const out: PeerActionResult[] = [];
+      for (const peer of names(t)) {
+        const n = await d.manager.terminate(peer);
+        out.push({ peer, ok: true, message: n ? `deleted ${n} IKE SA(s)` : 'nothing to delete' });
+      }
+      return result(out, 'terminate');
+    },
+
+    async rekey(t, kind) {
+      const out: PeerActionResult[] = [];
+      for (const peer of names(t)) {
+        const sa = established(peer);
+        if (!sa) {
+          out.push({ peer, ok: false, message: 'not established' });
+          continue;
+        }
+        if (kind === 'ike') await sa.queue.run(() => sa.rekeyIke());
+        else for (const c of [...sa.children.values()]) await sa.queue.run(() => sa.rekeyChild(c));
+        out.push({ peer, ok: true, message: `${kind === 'ike' ? 'IKE SA' : 'Child SA'} rekey started` });
+      }
+      return result(out, 'rekey');
+    },
+
+    async dpd(t) {
+      const out = await Promise.all(
+        names(t).map(async (peer): Promise<PeerActionResult> => {
+          const sa = established(peer);
+          if (!sa) return { peer, ok: false, message: 'not established' };
+          const t0 = Date.now();
+          const r = await sa.probe();
+          return r === 'alive'
+            ? { peer, ok: true, liveness: 'alive', rttMs: Date.now() - t0 }
+            : { peer, ok: false, liveness: 'dead', message: 'no answer within the DPD timeout' };
+        }),
+      );
+      return result(out, 'dpd');
+    },
+
+    async reload() {
+      return d.reload();
+    },
+
+    async restart() {
+      throw new ControlError('NOT_SUPPORTED', 'planned restart with state handover is not available in this build');
+    },
+
+    async keylog(on) {
+      const dir = d.setKeylog(on);
+      return { ok: true, message: on ? `key log on: ${dir}` : 'key log off', peers: [] };
+    },
+
+    subscribe(listener) {
+      return d.subscribe(listener);
+    },
+  };
+}

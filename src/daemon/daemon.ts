@@ -1,0 +1,286 @@
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { diffConfig } from '../config/diff.js';
+import { formatConfigError } from '../config/errors.js';
+import { loadConfig } from '../config/loader.js';
+import type { Config } from '../config/types.js';
+import type { ControlServer } from '../control/server.js';
+import { startControlServer } from '../control/server.js';
+import type { DaemonControl } from '../control/types.js';
+import type { EngineEnv, EngineEvent } from '../ikev2/env.js';
+import { Ikev2Manager } from '../ikev2/manager.js';
+import { MemoryKernel } from '../kernel/memory/memory-kernel.js';
+import type { KernelIpsec } from '../kernel/types.js';
+import { DEFAULT_OWNERSHIP, type Ownership } from '../kernel/xfrm/ownership.js';
+import {
+  attachLogger,
+  type CoatiEvent,
+  CoatiMetrics,
+  EVENT_TYPES,
+  EventBus,
+  Logger,
+  type MetricsServer,
+  startMetricsServer,
+} from '../obs/index.js';
+import { systemClock } from '../util/clock.js';
+import { compilePeer } from './compile.js';
+import { createControl } from './control.js';
+import { IkeSockets, routeSource } from './net.js';
+import { Systemd } from './systemd.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  configPath: string;
+  /** Replace the configured kernel backend (tests, demo). */
+  kernel?: KernelIpsec;
+  /** Log sink (default stderr). */
+  logSink?: (line: string) => void;
+  /** Network namespace for sockets and the xfrm backend (tests). */
+  netns?: string;
+}
+
+/**
+ * The composition root: the only place that wires real sockets, the kernel,
+ * the clock and randomness into the engine, plus config, control, logs,
+ * metrics and systemd.
+ */
+export class Daemon {
+  config!: Config;
+  manager!: Ikev2Manager;
+  kernel!: KernelIpsec;
+  readonly bus = new EventBus();
+  logger!: Logger;
+  readonly startedAt = Date.now();
+  private sockets: IkeSockets | undefined;
+  private control: ControlServer | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private metrics: CoatiMetrics | undefined;
+  private readonly listeners = new Set<(ev: { type: string; time: string; [k: string]: unknown }) => void>();
+  private keylogDir: string | null = null;
+  readonly systemd = new Systemd();
+  private stopping = false;
+
+  constructor(private readonly opts: DaemonOptions) {}
+
+  /** Loads and validates configuration; throws an Error listing every problem with file:line. */
+  static async load(path: string): Promise<Config> {
+    const r = await loadConfig(path);
+    if (!r.ok)
+      throw new Error(`configuration has ${r.errors.length} error(s):\n${r.errors.map(formatConfigError).join('\n')}`);
+    return r.config;
+  }
+
+  async start(): Promise<void> {
+    this.config = await Daemon.load(this.opts.configPath);
+    const c = this.config;
+    this.logger = new Logger({
+      format: c.log.format,
+      level: c.log.default,
+      subsystems: c.log.subsystems,
+      ...(this.opts.logSink ? { sink: this.opts.logSink } : {}),
+    });
+    attachLogger(this.bus, this.logger.child({ subsystem: 'ike' }));
+    const log = this.logger.child({ subsystem: 'daemon' });
+    const ownership: Ownership = {
+      reqidMin: c.kernel.reqidMin,
+      reqidMax: c.kernel.reqidMax,
+      priorityMin: c.kernel.policyPriority || DEFAULT_OWNERSHIP.priorityMin,
+      priorityMax: (c.kernel.policyPriority || DEFAULT_OWNERSHIP.priorityMin) + 0xffff,
+    };
+    this.kernel = this.opts.kernel ?? (await this.openKernel(c, ownership));
+    this.keylogDir = c.daemon.keylog;
+    const engineLog = this.logger.child({ subsystem: 'ike' });
+    const env: EngineEnv = {
+      clock: systemClock,
+      random: (n) => randomBytes(n),
+      rand01: Math.random,
+      kernel: this.kernel,
+      send: (d) => this.sockets?.send(d),
+      emit: (ev) => this.onEngineEvent(ev),
+      log: engineLog,
+      keylog: (table, line) => this.writeKeylog(table, line),
+      sourceFor: (remote) => routeSource(remote),
+    };
+    this.manager = new Ikev2Manager(env, {
+      reqidBase: ownership.reqidMin,
+      ikePort: c.daemon.port,
+      policyPriorityBase: ownership.priorityMin + 0x1000,
+    });
+    this.kernel.onEvent((ev) => {
+      if (ev.type === 'acquire') void this.manager.onAcquire(ev.template.reqid);
+    });
+    for (const peer of c.peers.values()) {
+      if (peer.version !== 2) {
+        log.warn('IKEv1 peers are not served by this build yet', { peer: peer.name });
+        continue;
+      }
+      this.manager.setPeer(await compilePeer(peer, routeSource));
+    }
+    this.sockets = new IkeSockets({
+      listen: c.daemon.listen,
+      port: c.daemon.port,
+      nattPort: c.daemon.nattPort,
+      bypass: this.kernel.name === 'xfrm',
+      ...(this.opts.netns ? { netns: this.opts.netns } : {}),
+      ikev2: (data, from, to) => this.manager.receive(data, from, to),
+      onDrop: (reason, from) => this.bus.emit({ type: 'packet.dropped', reason, from: `${from.addr}:${from.port}` }),
+    });
+    this.sockets.open();
+    this.control = await startControlServer({
+      path: c.daemon.socket,
+      ...(c.daemon.socketGroup ? { group: c.daemon.socketGroup } : {}),
+      control: this.controlApi(),
+      logger: this.logger.child({ subsystem: 'control' }),
+    });
+    await this.startMetrics(c);
+    await this.manager.start({
+      maxConcurrent: c.startup.maxConcurrentInitiations,
+      jitterMs: c.startup.initiationJitterMs,
+    });
+    log.notice(`coatid ${VERSION} started`, { peers: this.manager.peerNames().length, kernel: this.kernel.name });
+    this.systemd.ready(`${this.manager.peerNames().length} peers`);
+  }
+
+  private async openKernel(c: Config, ownership: Ownership): Promise<KernelIpsec> {
+    if (c.kernel.backend === 'memory') return new MemoryKernel({ ownership });
+    const { XfrmKernel } = await import('../kernel/xfrm/kernel.js');
+    return XfrmKernel.open({ ownership, ...(this.opts.netns ? { netns: this.opts.netns } : {}) });
+  }
+
+  private async startMetrics(c: Config): Promise<void> {
+    this.metrics = new CoatiMetrics({ bus: this.bus });
+    const l = c.metrics.prometheusListen;
+    if (l) this.metricsServer = await startMetricsServer({ metrics: this.metrics, host: l.host, port: l.port });
+  }
+
+  /** Engine events go to the bus (typed catalogue), to event-stream subscribers, and to metrics. */
+  private onEngineEvent(ev: EngineEvent): void {
+    const time = new Date().toISOString();
+    for (const l of this.listeners) {
+      try {
+        l({ ...ev, time });
+      } catch {
+        // a subscriber's failure is the subscriber's
+      }
+    }
+    if (ev.type === 'ike.state') {
+      const [spiI = '', spiR = ''] = String(ev.sa ?? '').split(' ');
+      this.bus.emit({
+        type: 'ike.state',
+        peer: String(ev.peer ?? ''),
+        spiI: spiI.replace(/_i$/, ''),
+        spiR: spiR.replace(/_r$/, ''),
+        from: String(ev.from),
+        to: String(ev.to),
+        reason: String(ev.reason ?? ''),
+      });
+      return;
+    }
+    if ((EVENT_TYPES as readonly string[]).includes(ev.type)) {
+      this.bus.emit(ev as unknown as CoatiEvent);
+      return;
+    }
+    this.logger.child({ subsystem: 'ike', ...(ev.peer ? { peer: ev.peer } : {}) }).info(ev.type, ev as never);
+  }
+
+  private writeKeylog(table: string, line: string): void {
+    if (!this.keylogDir || !line) return;
+    try {
+      mkdirSync(this.keylogDir, { recursive: true, mode: 0o700 });
+      appendFileSync(join(this.keylogDir, table), `${line}\n`, { mode: 0o600 });
+    } catch (err) {
+      this.logger.warn('cannot write key log', { error: String(err) });
+    }
+  }
+
+  setKeylog(on: boolean): string | null {
+    this.keylogDir = on ? (this.config.daemon.keylog ?? join(this.config.daemon.stateDir, 'keylog')) : null;
+    return this.keylogDir;
+  }
+
+  subscribe(fn: (ev: { type: string; time: string; [k: string]: unknown }) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  localAddresses(): string[] {
+    const out = new Set<string>();
+    for (const rt of this.manager.peerNames().map((n) => this.manager.peer(n)))
+      if (rt?.policy.localAddress) out.add(rt.policy.localAddress);
+    for (const a of this.config.daemon.listen) if (a !== '0.0.0.0' && a !== '::') out.add(a);
+    return [...out];
+  }
+
+  /** Re-reads the config; only peers whose config changed are touched. A bad config keeps the old one. */
+  async reload(): Promise<
+    | { ok: true; added: string[]; removed: string[]; changed: string[]; unchanged: string[] }
+    | { ok: false; errors: { file: string; line: number; message: string }[] }
+  > {
+    const r = await loadConfig(this.opts.configPath);
+    if (!r.ok) {
+      this.logger.error('reload refused: configuration has errors; the running configuration stays', {
+        errors: r.errors.map(formatConfigError),
+      });
+      return {
+        ok: false,
+        errors: r.errors.map((e) => ({ file: e.file, line: e.line, message: formatConfigError(e) })),
+      };
+    }
+    const d = diffConfig(this.config, r.config);
+    for (const name of d.removed) await this.manager.removePeer(name);
+    for (const name of [...d.added, ...d.changed]) {
+      const peer = r.config.peers.get(name);
+      if (!peer || peer.version !== 2) continue;
+      const policy = await compilePeer(peer, routeSource);
+      const changed = d.changed.includes(name);
+      this.manager.setPeer(policy);
+      if (changed) {
+        // New settings take effect through a fresh IKE SA, made before the old one goes.
+        await this.manager.terminate(name);
+      }
+      if (policy.start === 'now') void this.manager.initiate(name).catch(() => {});
+      if (policy.start === 'trap') {
+        const rt = this.manager.peer(name);
+        if (rt) await this.manager.installTraps(rt);
+      }
+    }
+    this.logger.setLevels?.({ level: r.config.log.default, subsystems: r.config.log.subsystems } as never);
+    this.config = r.config;
+    this.bus.emit({
+      type: 'config.reloaded',
+      added: d.added,
+      removed: d.removed,
+      changed: d.changed,
+      restartNeeded: d.daemonChanged,
+    });
+    return { ok: true, added: d.added, removed: d.removed, changed: d.changed, unchanged: d.unchanged };
+  }
+
+  controlApi(): DaemonControl {
+    return createControl(this);
+  }
+
+  /**
+   * Stops. `keepKernel` leaves kernel SAs and policies in place (planned
+   * restart, or `shutdown = "keep"`); otherwise peers are told (Delete) and
+   * the kernel state is removed.
+   */
+  async stop(opts: { keepKernel: boolean }): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.systemd.stopping();
+    if (!opts.keepKernel) {
+      await Promise.race([
+        Promise.all(this.manager.peerNames().map((n) => this.manager.terminate(n))),
+        new Promise((r) => setTimeout(r, 3000)),
+      ]);
+    }
+    await this.manager.close({ keepKernel: opts.keepKernel });
+    this.sockets?.close();
+    await this.control?.close();
+    await this.metricsServer?.close();
+    if (!this.opts.kernel) await this.kernel.close();
+  }
+}

@@ -1,0 +1,128 @@
+import { hostname } from 'node:os';
+import type { ChildSaStatus, IkeSaStatus, PeerState, PeerStatus, StatusReport } from '../control/types.js';
+import type { ChildSa } from '../ikev2/child-sa.js';
+import { spiHex } from '../ikev2/child-sa.js';
+import type { IkeSa } from '../ikev2/ike-sa.js';
+import type { Ikev2Manager } from '../ikev2/manager.js';
+import type { KernelIpsec } from '../kernel/types.js';
+import { suiteName } from '../sa/proposal.js';
+import { formatTrafficSelector } from '../sa/traffic-selector.js';
+
+const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : '');
+
+function ikeStatus(sa: IkeSa): IkeSaStatus {
+  const ids = sa.tm.ids;
+  return {
+    spiI: sa.spiI.toString('hex'),
+    spiR: sa.spiR.toString('hex'),
+    role: sa.role,
+    state: sa.state,
+    algorithms: sa.suite ? suiteName(sa.suite) : '',
+    establishedAt: iso(sa.establishedAt),
+    rekeyAt: iso(sa.rekeyAt),
+    expiresAt: iso(sa.expireAt),
+    messageIdOut: ids.nextOut,
+    messageIdIn: ids.nextIn,
+  };
+}
+
+async function childStatus(kernel: KernelIpsec, sa: IkeSa, c: ChildSa): Promise<ChildSaStatus> {
+  const counters = async (dst: string, spi: number) => {
+    try {
+      return (await kernel.getSa({ dst, spi, proto: 'esp' }))?.counters;
+    } catch {
+      return undefined;
+    }
+  };
+  const [inC, outC] = await Promise.all([counters(sa.local.addr, c.spiIn), counters(sa.remote.addr, c.spiOut)]);
+  const lastUse = Math.max(inC?.useTime ?? 0, outC?.useTime ?? 0);
+  return {
+    name: c.name,
+    state: c.state,
+    spiIn: spiHex(c.spiIn),
+    spiOut: spiHex(c.spiOut),
+    mode: c.mode,
+    localTs: c.localTs.map(formatTrafficSelector),
+    remoteTs: c.remoteTs.map(formatTrafficSelector),
+    algorithms: suiteName(c.suite),
+    encap: c.encap,
+    rekeyAt: iso(c.rekeyAt),
+    expiresAt: iso(c.expireAt),
+    bytesIn: String(inC?.bytes ?? 0n),
+    bytesOut: String(outC?.bytes ?? 0n),
+    packetsIn: String(inC?.packets ?? 0n),
+    packetsOut: String(outC?.packets ?? 0n),
+    ...(lastUse > 0 ? { lastUsedAt: new Date(lastUse * 1000).toISOString() } : {}),
+  };
+}
+
+function peerState(m: Ikev2Manager, name: string, trapped: boolean): PeerState {
+  const sas = m.sasOf(name);
+  if (sas.some((s) => s.state === 'rekeying')) return 'rekeying';
+  if (sas.some((s) => s.state === 'established')) return 'up';
+  if (sas.some((s) => s.state === 'created' || s.state === 'connecting' || s.state === 'authenticating'))
+    return 'connecting';
+  if (trapped) return 'trap';
+  return m.peer(name)?.wantUp ? 'down' : 'idle';
+}
+
+export async function peerStatus(m: Ikev2Manager, kernel: KernelIpsec, name: string): Promise<PeerStatus | undefined> {
+  const rt = m.peer(name);
+  if (!rt) return undefined;
+  const p = rt.policy;
+  const trapped = [...rt.reqids.values()].some((r) => m.book.isTrapped(r));
+  const sa = m.established(name)[0] ?? m.sasOf(name)[0];
+  const children = sa
+    ? await Promise.all(
+        [...sa.children.values()].filter((c) => c.state !== 'destroyed').map((c) => childStatus(kernel, sa, c)),
+      )
+    : [];
+  const err = sa?.lastError ?? rt.lastError;
+  return {
+    name,
+    address: sa?.remote.addr ?? p.remoteAddress,
+    version: p.version,
+    localId: p.localId.text,
+    remoteId: p.remoteId.text,
+    state: peerState(m, name, trapped),
+    natDetected: { ...(sa?.nat ?? { local: false, remote: false }) },
+    remotePort: sa?.remote.port ?? p.remotePort,
+    ...(sa?.lastInboundAt ? { lastInboundAt: iso(sa.lastInboundAt) } : {}),
+    ...(sa?.lastLivenessAt ? { lastLivenessCheckAt: iso(sa.lastLivenessAt) } : {}),
+    livenessFailures: sa?.livenessFailures ?? 0,
+    ...(sa &&
+    (sa.state === 'established' ||
+      sa.state === 'rekeying' ||
+      sa.state === 'authenticating' ||
+      sa.state === 'connecting')
+      ? { ike: ikeStatus(sa) }
+      : {}),
+    children,
+    ...(err ? { lastError: { code: err.code, message: err.message, at: iso(err.at) } } : {}),
+  };
+}
+
+export async function statusReport(args: {
+  manager: Ikev2Manager;
+  kernel: KernelIpsec;
+  localAddresses: string[];
+  startedAt: number;
+  version: string;
+  peer?: string;
+}): Promise<StatusReport> {
+  const names = args.peer ? [args.peer] : args.manager.peerNames().sort();
+  const peers = (await Promise.all(names.map((n) => peerStatus(args.manager, args.kernel, n)))).filter(
+    (p): p is PeerStatus => !!p,
+  );
+  const now = Date.now();
+  return {
+    host: hostname(),
+    localAddresses: args.localAddresses,
+    daemonVersion: args.version,
+    pid: process.pid,
+    uptimeSec: Math.round((now - args.startedAt) / 1000),
+    startedAt: new Date(args.startedAt).toISOString(),
+    generatedAt: new Date(now).toISOString(),
+    peers,
+  };
+}
