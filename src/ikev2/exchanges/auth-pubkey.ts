@@ -181,9 +181,15 @@ export function localAuthProblem(sa: IkeSa): string | undefined {
   if (!auth || !isPubkey(auth)) return undefined;
   const leaf = auth.certs[0];
   if (!leaf) return 'no local certificate configured';
+  let ours: CertificateInfo;
+  try {
+    ours = info(leaf);
+  } catch (err) {
+    return `our certificate is unusable: ${err instanceof Error ? err.message : String(err)}`;
+  }
   const id = localIdentity(sa.peer as PeerPolicy);
-  if (!identityMatchesCert(id, info(leaf))) {
-    return `our identity ${id.text} is not bound to our certificate "${info(leaf).subjectText}" (SANs: ${describeSans(info(leaf))})`;
+  if (!identityMatchesCert(id, ours)) {
+    return `our identity ${id.text} is not bound to our certificate "${ours.subjectText}" (SANs: ${describeSans(ours)})`;
   }
   const choice = chooseMethod(auth.privateKey, sa.peerSignatureHashes);
   return 'error' in choice ? choice.error : undefined;
