@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Everything the full test suite needs on a fresh Debian machine (root):
+# Debian packages (strongSwan, tshark, qemu, ...), npm packages (this builds
+# the native addon and compiles TypeScript), and the qemu test kernel +
+# initramfs. Idempotent; with caches warm it takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+bash .ci/install-deps.sh
+npm ci --no-audit --no-fund
+bash .ci/vm-setup.sh
