@@ -61,4 +61,6 @@ export interface PeerPolicy {
   signatureHashes?: boolean;
   /** Send CERTREQ for our CAs when authenticating with certificates; default true. */
   sendCertReq?: boolean;
+  /** IKEv1 only: allow (initiate and answer) Aggressive Mode with PSK; off by default. */
+  aggressive?: boolean;
 }

@@ -1,0 +1,197 @@
+/**
+ * Informational exchanges under an ISAKMP SA (RFC 2409 5.7): DELETE for the
+ * ISAKMP SA and for IPsec SAs, notifies, and RFC 3706 DPD R-U-THERE /
+ * R-U-THERE-ACK, each protected by HASH(1). Unprotected notifies are only
+ * believed while Main Mode 1 awaits its answer (NO-PROPOSAL-CHOSEN).
+ */
+import { hashesEqual, informationalHash } from '../crypto/ikev1/index.js';
+import type { ChildSa } from '../ikev2/child-sa.js';
+import type { Endpoint } from '../ikev2/env.js';
+import { livenessSchedule } from '../ikev2/retransmit.js';
+import {
+  checkV1Rules,
+  type DeleteV1Payload,
+  decodeDpdNotify,
+  encodeDpdNotify,
+  encodeV1PayloadChain,
+  type IsakmpMessage,
+  name,
+  V1Doi,
+  V1ExchangeType,
+  V1NotifyType,
+  type V1Payload,
+  V1PayloadType,
+  V1ProtocolId,
+} from '../wire/ikev1/index.js';
+import type { IsakmpSa } from './isakmp-sa.js';
+import { failPhase1 } from './main-mode.js';
+
+const INFO = V1ExchangeType.INFORMATIONAL;
+
+/** Sends one protected Informational message (no answer expected). */
+export function sendInformational(sa: IsakmpSa, payloads: V1Payload[]): void {
+  if (!sa.crypto || !sa.keys || !sa.prf) return;
+  const mid = sa.newMessageId();
+  const h = informationalHash(sa.prf, sa.keys.skeyidA, mid, encodeV1PayloadChain(payloads).bytes);
+  sa.transmit(mid, sa.seal(INFO, mid, [{ type: V1PayloadType.HASH, data: h }, ...payloads]), 'informational', false);
+}
+
+export function sendNotify(sa: IsakmpSa, notifyType: number, protocolId: number = V1ProtocolId.ISAKMP): void {
+  sendInformational(sa, [
+    { type: V1PayloadType.N, doi: V1Doi.IPSEC, protocolId, spi: Buffer.alloc(0), notifyType, data: Buffer.alloc(0) },
+  ]);
+}
+
+/** Deletes phase 2 SAs through the peer (our inbound SPIs), then locally. */
+export async function deleteChildren(sa: IsakmpSa, children: ChildSa[], reason: string): Promise<void> {
+  const live = children.filter((c) => c.state !== 'destroyed');
+  if (live.length === 0) return;
+  if (sa.isUp) {
+    const spis = live.map((c) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(c.spiIn >>> 0);
+      return b;
+    });
+    sendInformational(sa, [
+      { type: V1PayloadType.D, doi: V1Doi.IPSEC, protocolId: V1ProtocolId.IPSEC_ESP, spiSize: 4, spis },
+    ]);
+  }
+  for (const c of live) {
+    if (c.state !== 'deleting') sa.transitionChild(c, 'deleting', reason);
+    await sa.removeChild(c, reason);
+  }
+}
+
+/** Sends DELETE for the ISAKMP SA itself. */
+export function sendIsakmpDelete(sa: IsakmpSa): void {
+  sendInformational(sa, [
+    {
+      type: V1PayloadType.D,
+      doi: V1Doi.IPSEC,
+      protocolId: V1ProtocolId.ISAKMP,
+      spiSize: 16,
+      spis: [Buffer.concat([sa.cookieI, sa.cookieR])],
+    },
+  ]);
+}
+
+/** One DPD round: R-U-THERE, repeated within the timeout, then the peer is dead. */
+export function probe(sa: IsakmpSa): void {
+  const peer = sa.peer;
+  if (!peer || !sa.isUp || sa.dpd.timer) return;
+  const schedule = livenessSchedule(peer.dpdTimeoutMs);
+  sa.dpd.tries = 0;
+  sa.dpd.outstanding.clear();
+  const round = () => {
+    sa.dpd.seqOut = (sa.dpd.seqOut + 1) >>> 0;
+    sa.dpd.outstanding.add(sa.dpd.seqOut);
+    sa.env.emit({ type: 'liveness.sent', version: 1, peer: sa.peerName, seq: sa.dpd.seqOut });
+    sendInformational(sa, [
+      encodeDpdNotify({
+        kind: 'r-u-there',
+        initiatorCookie: sa.cookieI,
+        responderCookie: sa.cookieR,
+        sequence: sa.dpd.seqOut,
+      }),
+    ]);
+    sa.dpd.timer = sa.env.clock.setTimer(schedule.baseMs, () => {
+      sa.dpd.timer = undefined;
+      if (!sa.isUp) return;
+      if (sa.dpd.tries < schedule.tries) {
+        sa.dpd.tries++;
+        round();
+        return;
+      }
+      sa.recordError('TIMEOUT', 'DPD: no R-U-THERE-ACK');
+      sa.host.onFailure(sa, 'DPD: no R-U-THERE-ACK', 'liveness');
+    });
+  };
+  round();
+}
+
+/** Every Informational message addressed to this SA. */
+export async function onInformational(sa: IsakmpSa, raw: Buffer, msg: IsakmpMessage, from: Endpoint): Promise<void> {
+  const h = msg.header;
+  if (msg.payloads) {
+    // Unprotected: only an answer to Main Mode 1 (no keys yet) is believed.
+    const n = msg.payloads.find((p) => p.type === V1PayloadType.N);
+    if (sa.isInitiator && sa.hs.step === 1 && n?.type === V1PayloadType.N && n.notifyType < 16384) {
+      return failPhase1(sa, name(V1NotifyType, n.notifyType), `peer answered ${name(V1NotifyType, n.notifyType)}`);
+    }
+    return sa.drop('unprotected Informational ignored', from);
+  }
+  if (sa.replayIfDuplicate(h.messageId, raw)) return;
+  const opened = sa.open(h, msg.encrypted);
+  if ('error' in opened) return sa.drop(`Informational: ${opened.error}`, from);
+  const rules = checkV1Rules(INFO, 1, opened.payloads, { encrypted: true });
+  const first = opened.payloads[0];
+  const hashLen = opened.chain.readUInt16BE(2);
+  const expected =
+    sa.prf && sa.keys
+      ? informationalHash(sa.prf, sa.keys.skeyidA, h.messageId, opened.chain.subarray(hashLen))
+      : undefined;
+  if (!rules.ok || first?.type !== V1PayloadType.HASH || !expected || !hashesEqual(first.data, expected)) {
+    if (opened.fresh) sa.reject(h.messageId);
+    return sa.drop(`Informational: ${rules.ok ? 'HASH(1) mismatch' : rules.reason}`, from);
+  }
+  sa.received(h.messageId, raw);
+  for (const p of opened.payloads) {
+    if (p.type === V1PayloadType.N) {
+      if (p.notifyType === V1NotifyType.R_U_THERE || p.notifyType === V1NotifyType.R_U_THERE_ACK) {
+        onDpd(sa, p);
+      } else {
+        sa.env.emit({
+          type: 'notify.received',
+          version: 1,
+          peer: sa.peerName,
+          notify: name(V1NotifyType, p.notifyType),
+        });
+      }
+    } else if (p.type === V1PayloadType.D) {
+      await onDelete(sa, p);
+    }
+  }
+}
+
+function onDpd(sa: IsakmpSa, p: Extract<V1Payload, { type: 11 }>): void {
+  const d = decodeDpdNotify(p);
+  if (!d.ok) return sa.drop(`DPD: ${d.reason}`);
+  if (!d.dpd.initiatorCookie.equals(sa.cookieI) || !d.dpd.responderCookie.equals(sa.cookieR))
+    return sa.drop('DPD: cookies do not match the SA');
+  if (d.dpd.kind === 'r-u-there') {
+    sendInformational(sa, [
+      encodeDpdNotify({
+        kind: 'r-u-there-ack',
+        initiatorCookie: sa.cookieI,
+        responderCookie: sa.cookieR,
+        sequence: d.dpd.sequence,
+      }),
+    ]);
+    return;
+  }
+  if (!sa.dpd.outstanding.has(d.dpd.sequence)) return sa.drop(`DPD: unexpected ACK sequence ${d.dpd.sequence}`);
+  sa.dpd.outstanding.clear();
+  sa.dpd.timer?.cancel();
+  sa.dpd.timer = undefined;
+  sa.env.emit({ type: 'liveness.ok', version: 1, peer: sa.peerName, seq: d.dpd.sequence });
+  sa.armDpd();
+}
+
+async function onDelete(sa: IsakmpSa, d: DeleteV1Payload): Promise<void> {
+  if (d.protocolId === V1ProtocolId.ISAKMP) {
+    const ours = Buffer.concat([sa.cookieI, sa.cookieR]);
+    if (!d.spis.some((s) => s.equals(ours))) return sa.drop('DELETE for another ISAKMP SA');
+    sa.env.emit({ type: 'delete.received', version: 1, peer: sa.peerName, what: 'isakmp' });
+    await sa.host.onIsakmpDeleted(sa);
+    return;
+  }
+  if (d.protocolId !== V1ProtocolId.IPSEC_ESP || d.spiSize !== 4) return sa.drop(`DELETE for protocol ${d.protocolId}`);
+  for (const spi of d.spis) {
+    const out = spi.readUInt32BE(0);
+    const c = [...sa.children.values()].find((x) => x.spiOut === out);
+    if (!c) continue;
+    sa.env.emit({ type: 'delete.received', version: 1, peer: sa.peerName, what: 'esp', child: c.name });
+    if (c.state !== 'deleting' && c.state !== 'destroyed') sa.transitionChild(c, 'deleting', 'deleted by peer');
+    await sa.removeChild(c, 'deleted by peer');
+  }
+}

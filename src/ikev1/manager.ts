@@ -1,0 +1,543 @@
+import { CoatiError } from '../errors.js';
+import type { ChildSa } from '../ikev2/child-sa.js';
+import type { Endpoint, EngineEnv } from '../ikev2/env.js';
+import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
+import { PolicyBook } from '../ikev2/policy-book.js';
+import { type Identity, sameIdentity } from '../sa/identity.js';
+import type { PeerPolicy } from '../sa/policy.js';
+import type { IkeProposalSpec } from '../sa/proposal.js';
+import { MalformedMessageError } from '../wire/errors.js';
+import {
+  decodeIsakmpHeader,
+  decodeIsakmpMessage,
+  type IsakmpMessage,
+  MAIN_MODE,
+  V1ExchangeType,
+} from '../wire/ikev1/index.js';
+import { onAggressive, respondAggressive1, startAggressive } from './aggressive.js';
+import { deleteChildren, onInformational, probe, sendIsakmpDelete } from './informational.js';
+import { IsakmpSa, type IsakmpSaHost } from './isakmp-sa.js';
+import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
+import { authMethodFor } from './proposals.js';
+import { onQuickMode, startQuickMode } from './quick-mode.js';
+
+export interface V1ManagerLimits {
+  halfOpenTimeoutMs: number;
+  halfOpenPerAddress: number;
+  reqidBase: number;
+}
+
+export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
+  halfOpenTimeoutMs: 30_000,
+  halfOpenPerAddress: 200,
+  reqidBase: 0xc0a78001,
+};
+
+const hex = (b: Buffer) => b.toString('hex');
+const ZERO = Buffer.alloc(8);
+
+/**
+ * Owns every IKEv1 (ISAKMP) SA: the receive path, the SA tables, peers'
+ * runtime state and what follows failures. Same outward shape as
+ * Ikev2Manager so the daemon can route by the ISAKMP major version.
+ */
+export class Ikev1Manager implements IsakmpSaHost {
+  readonly book: PolicyBook;
+  private readonly byCookies = new Map<string, IsakmpSa>();
+  /** Our initiator SAs until the responder cookie is known. */
+  private readonly byInitiatorCookie = new Map<string, IsakmpSa>();
+  /** Responder SAs by initiator cookie and source, for retransmitted first messages. */
+  private readonly halfOpen = new Map<string, IsakmpSa>();
+  private readonly peers = new Map<string, PeerRuntime>();
+  private readonly contacted = new Set<string>();
+  private nextReqid: number;
+  private uidSeq = 0;
+  private readonly limits: V1ManagerLimits;
+
+  constructor(
+    readonly env: EngineEnv,
+    limits: Partial<V1ManagerLimits> = {},
+    book?: PolicyBook,
+  ) {
+    this.limits = { ...DEFAULT_V1_LIMITS, ...limits };
+    this.book = book ?? new PolicyBook(env.kernel);
+    this.nextReqid = this.limits.reqidBase;
+  }
+
+  // ---- configuration -------------------------------------------------------
+
+  setPeer(policy: PeerPolicy): void {
+    const rt = this.peers.get(policy.name);
+    if (rt) rt.policy = policy;
+    else this.peers.set(policy.name, newPeerRuntime(policy));
+  }
+  peer(name: string): PeerRuntime | undefined {
+    return this.peers.get(name);
+  }
+  peerNames(): string[] {
+    return [...this.peers.keys()];
+  }
+  async removePeer(name: string): Promise<void> {
+    await this.terminate(name);
+    this.peers.delete(name);
+  }
+
+  // ---- IsakmpSaHost ----------------------------------------------------------
+
+  reqidFor(peer: string, child: string): number {
+    const map = this.peers.get(peer)?.reqids ?? new Map<string, number>();
+    let r = map.get(child);
+    if (r === undefined) {
+      r = this.nextReqid++;
+      map.set(child, r);
+    }
+    return r;
+  }
+
+  wantsInitialContact(peer: PeerPolicy): boolean {
+    return !this.contacted.has(peer.name);
+  }
+
+  candidatesFor(remote: Endpoint): PeerPolicy[] {
+    const all = [...this.peers.values()].map((r) => r.policy).filter((p) => p.version === 1);
+    return [
+      ...all.filter((p) => p.remoteAddress === remote.addr),
+      ...all.filter((p) => p.remoteAddress !== remote.addr),
+    ];
+  }
+
+  peerById(id: Identity, remote: Endpoint): PeerPolicy | undefined {
+    const hits = this.candidatesFor(remote).filter((p) => sameIdentity(p.remoteId, id));
+    return hits[0];
+  }
+
+  onCookies(sa: IsakmpSa): void {
+    this.byInitiatorCookie.delete(hex(sa.cookieI));
+    this.byCookies.set(hex(sa.cookieI) + hex(sa.cookieR), sa);
+  }
+
+  onEstablished(sa: IsakmpSa, initialContact: boolean): void {
+    const peer = sa.peer as PeerPolicy;
+    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    this.contacted.add(peer.name);
+    const rt = this.peers.get(peer.name);
+    if (rt) {
+      rt.failures = 0;
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+      rt.lastError = undefined;
+    }
+    this.env.emit({
+      type: 'handshake.completed',
+      peer: peer.name,
+      version: 1,
+      role: sa.role,
+      mode: sa.mode,
+      latencyMs: this.env.clock.now() - sa.createdAt,
+    });
+    this.env.emit({ type: 'peer.up', peer: peer.name, reason: `ISAKMP SA ${sa.label} established` });
+    if (initialContact) this.honourInitialContact(sa);
+    const older = this.established(peer.name).filter((o) => o !== sa && o.createdAt <= sa.createdAt);
+    // A re-negotiated phase 1: phase 2 SAs move to the new ISAKMP SA; the initiator deletes the old one.
+    for (const old of older) {
+      for (const c of [...old.children.values()]) {
+        old.children.delete(c.uid);
+        sa.adopt(c);
+      }
+      old.replacedBy = sa;
+      if (sa.isInitiator) {
+        void old.queue.run(async () => {
+          if (old.state === 'destroyed') return;
+          sendIsakmpDelete(old);
+          await old.destroy('replaced by a new ISAKMP SA');
+        });
+      }
+    }
+    if (sa.isInitiator && older.length === 0) {
+      for (const child of peer.children) {
+        if ([...sa.children.values()].some((c) => c.name === child.name && c.state === 'installed')) continue;
+        void sa.queue.run(() => startQuickMode(sa, child));
+      }
+    }
+  }
+
+  onChildInstalled(sa: IsakmpSa, child: ChildSa): void {
+    // Anything older with the same child name and selectors on this peer is superseded.
+    for (const other of this.sasOf(sa.peerName)) {
+      for (const c of other.children.values()) {
+        if (c === child || c.name !== child.name || (c.state !== 'installed' && c.state !== 'rekeying')) continue;
+        other.transitionChild(c, 'rekeyed', `replaced by ${child.uid}`);
+        c.replacedBy = child.uid;
+        c.timers.rekey?.cancel();
+        if (sa.isInitiator || other !== sa) {
+          // Make-before-break: the new pair carries traffic; delete the old one through the peer.
+          void other.queue.run(() => deleteChildren(other, [c], 'rekeyed'));
+        }
+      }
+    }
+  }
+
+  onFailure(sa: IsakmpSa, reason: string, phase: 'establish' | 'liveness'): void {
+    const name = sa.peer?.name;
+    const rt = name ? this.peers.get(name) : undefined;
+    void sa.queue.run(async () => {
+      if (sa.state === 'destroyed') return;
+      const wasUp = sa.isUp;
+      if (phase === 'establish') {
+        this.env.emit({
+          type: 'handshake.failed',
+          peer: sa.peerName,
+          version: 1,
+          role: sa.role,
+          reason: sa.lastError?.code ?? 'TIMEOUT',
+          detail: reason,
+        });
+      } else {
+        this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
+      }
+      if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      await sa.destroy(reason);
+      if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
+      if (rt) await this.afterLoss(rt, phase);
+    });
+  }
+
+  async onIsakmpDeleted(sa: IsakmpSa): Promise<void> {
+    const name = sa.peer?.name;
+    const heir = name ? this.established(name).find((o) => o !== sa) : undefined;
+    if (heir) {
+      for (const c of [...sa.children.values()]) {
+        sa.children.delete(c.uid);
+        heir.adopt(c);
+      }
+    }
+    await sa.destroy(heir ? 'deleted after phase 1 re-negotiation' : 'ISAKMP SA deleted');
+    const rt = name ? this.peers.get(name) : undefined;
+    if (!heir && rt && this.established(rt.policy.name).length === 0) {
+      this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
+      await this.afterLoss(rt, 'deleted');
+    }
+  }
+
+  onIsakmpRekeyDue(sa: IsakmpSa): void {
+    const name = sa.peer?.name;
+    if (!name || !sa.isUp || sa.replacedBy) return;
+    if (this.established(name).some((o) => o !== sa && o.createdAt > sa.createdAt)) return;
+    if (this.connecting(name).length) return;
+    this.env.emit({ type: 'rekey.started', peer: name, kind: 'ike', version: 1 });
+    void this.initiate(name).catch((err) => this.env.log.warn('phase 1 re-negotiation failed', { error: String(err) }));
+  }
+
+  onDestroyed(sa: IsakmpSa): void {
+    this.byCookies.delete(hex(sa.cookieI) + hex(sa.cookieR));
+    if (this.byInitiatorCookie.get(hex(sa.cookieI)) === sa) this.byInitiatorCookie.delete(hex(sa.cookieI));
+    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+  }
+
+  // ---- what follows a loss -----------------------------------------------------
+
+  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'deleted'): Promise<void> {
+    if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
+    if (why === 'establish') {
+      if (rt.wantUp) this.scheduleRetry(rt);
+      return;
+    }
+    const action = rt.policy.dpdAction;
+    if (action === 'restart') {
+      rt.wantUp = true;
+      rt.failures = 0;
+      await this.initiate(rt.policy.name);
+    } else if (action === 'trap') {
+      await this.installTraps(rt);
+    } else {
+      rt.wantUp = false;
+    }
+  }
+
+  private scheduleRetry(rt: PeerRuntime): void {
+    rt.failures++;
+    const wait = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    rt.retryTimer?.cancel();
+    rt.nextRetryAt = this.env.clock.now() + wait;
+    rt.retryTimer = this.env.clock.setTimer(wait, () => {
+      rt.retryTimer = undefined;
+      if (rt.wantUp && this.peers.get(rt.policy.name) === rt) void this.initiate(rt.policy.name).catch(() => {});
+    });
+  }
+
+  async installTraps(rt: PeerRuntime): Promise<void> {
+    const { childPolicies } = await import('../ikev2/child-sa.js');
+    const p = rt.policy;
+    const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+    for (const child of p.children) {
+      const reqid = this.reqidFor(p.name, child.name);
+      await this.book.trap(
+        reqid,
+        childPolicies({
+          reqid,
+          mode: child.mode,
+          localTs: child.localTs,
+          remoteTs: child.remoteTs,
+          local,
+          remote: p.remoteAddress,
+        }),
+      );
+    }
+  }
+
+  async onAcquire(reqid: number): Promise<void> {
+    for (const rt of this.peers.values()) {
+      if (![...rt.reqids.values()].includes(reqid)) continue;
+      if (this.established(rt.policy.name).length || this.connecting(rt.policy.name).length) return;
+      rt.wantUp = true;
+      await this.initiate(rt.policy.name);
+      return;
+    }
+  }
+
+  private async sourceFor(remote: string): Promise<string> {
+    return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  }
+
+  // ---- operator / daemon API ---------------------------------------------------
+
+  /** Brings up `start = now` peers (with jitter) and installs traps for `start = trap`. */
+  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+    for (const rt of this.peers.values()) {
+      if (rt.policy.version !== 1) continue;
+      if (rt.policy.start === 'trap') await this.installTraps(rt);
+      if (rt.policy.start === 'now') {
+        rt.wantUp = true;
+        const name = rt.policy.name;
+        this.env.clock.setTimer(this.env.rand01() * (pacing.jitterMs ?? 0), () => {
+          if (rt.wantUp && !this.established(name).length && !this.connecting(name).length)
+            void this.initiate(name).catch(() => {});
+        });
+      }
+    }
+  }
+
+  /** Starts a new ISAKMP SA (Main Mode, or Aggressive when the policy enables it); Quick Modes follow. */
+  async initiate(name: string): Promise<IsakmpSa> {
+    const rt = this.peers.get(name);
+    if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
+    if (rt.policy.version !== 1)
+      throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
+    rt.wantUp = true;
+    rt.retryTimer?.cancel();
+    rt.retryTimer = undefined;
+    const p = rt.policy;
+    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: 500 };
+    let cookie: Buffer;
+    do cookie = this.env.random(8);
+    while (cookie.equals(ZERO) || this.byInitiatorCookie.has(hex(cookie)));
+    const sa = this.wire(
+      new IsakmpSa(
+        this,
+        ++this.uidSeq,
+        'initiator',
+        cookie,
+        Buffer.alloc(8),
+        local,
+        { addr: p.remoteAddress, port: p.remotePort },
+        p,
+      ),
+    );
+    this.byInitiatorCookie.set(hex(cookie), sa);
+    await sa.queue.run(() => (p.aggressive && p.auth.kind === 'psk' ? startAggressive(sa) : startMainMode(sa)));
+    return sa;
+  }
+
+  /** Deletes the peer's phase 2 and ISAKMP SAs through the peer and stops wanting it up. */
+  async terminate(name: string): Promise<number> {
+    const rt = this.peers.get(name);
+    if (rt) {
+      rt.wantUp = false;
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+    }
+    const sas = this.sasOf(name);
+    await Promise.all(sas.map((sa) => sa.queue.run(() => this.deleteSa(sa, 'terminated by operator'))));
+    return sas.length;
+  }
+
+  /** DELETE for every phase 2 SA and then the ISAKMP SA, then local teardown. */
+  async deleteSa(sa: IsakmpSa, reason: string): Promise<void> {
+    if (sa.state === 'destroyed') return;
+    if (sa.isUp) {
+      await deleteChildren(sa, [...sa.children.values()], reason);
+      sendIsakmpDelete(sa);
+      sa.transition('deleting', reason);
+    }
+    await sa.destroy(reason);
+  }
+
+  sasOf(name: string): IsakmpSa[] {
+    const all = new Set([...this.byCookies.values(), ...this.byInitiatorCookie.values()]);
+    return [...all].filter((sa) => sa.peer?.name === name && sa.state !== 'destroyed');
+  }
+  established(name: string): IsakmpSa[] {
+    return this.sasOf(name).filter((sa) => sa.isUp);
+  }
+  connecting(name: string): IsakmpSa[] {
+    return this.sasOf(name).filter((sa) => ['created', 'connecting', 'authenticating'].includes(sa.state));
+  }
+  allSas(): IsakmpSa[] {
+    return [...new Set([...this.byCookies.values(), ...this.byInitiatorCookie.values()])];
+  }
+
+  /** The peer lost its state: drop ISAKMP SAs with its identity that predate the new one. */
+  private honourInitialContact(sa: IsakmpSa): void {
+    const id = sa.remoteId;
+    if (!id) return;
+    for (const other of this.allSas()) {
+      if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id) || !other.isUp) continue;
+      if (other.establishedAt >= sa.createdAt) continue;
+      this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label, version: 1 });
+      void other.queue.run(() => other.destroy('INITIAL-CONTACT from peer'));
+    }
+  }
+
+  // ---- receive path ------------------------------------------------------------
+
+  /** Entry point for every ISAKMP datagram (non-ESP marker already stripped). Never throws. */
+  receive(data: Buffer, from: Endpoint, to: Endpoint): void {
+    let msg: IsakmpMessage;
+    try {
+      decodeIsakmpHeader(data);
+      msg = decodeIsakmpMessage(data);
+    } catch (err) {
+      return this.drop(err instanceof MalformedMessageError ? err.message : `decoder failure: ${String(err)}`, from);
+    }
+    try {
+      this.dispatch(data, msg, from, to);
+    } catch (err) {
+      this.env.log.error('IKEv1 receive path failed', { error: err instanceof Error ? err.stack : String(err) });
+      this.drop(`internal error: ${String(err)}`, from);
+    }
+  }
+
+  private dispatch(raw: Buffer, msg: IsakmpMessage, from: Endpoint, to: Endpoint): void {
+    const h = msg.header;
+    const ci = hex(h.initiatorCookie);
+    let sa = this.byCookies.get(ci + hex(h.responderCookie)) ?? this.byInitiatorCookie.get(ci);
+    if (!sa && h.responderCookie.equals(ZERO) && h.messageId === 0 && msg.payloads) {
+      const ho = this.halfOpen.get(`${ci}|${from.addr}|${from.port}`);
+      if (ho) sa = ho;
+      else if (h.exchangeType === MAIN_MODE || h.exchangeType === V1ExchangeType.AGGRESSIVE)
+        return this.onFirst(raw, msg, from, to);
+    }
+    if (!sa) return this.drop(`unknown cookies ${ci}/${hex(h.responderCookie)}`, from);
+    const target = sa;
+    target.queue
+      .run(() => this.handle(target, raw, msg, from, to))
+      .catch((err) => {
+        this.env.log.error('ISAKMP SA failed handling a message', {
+          sa: target.label,
+          error: err instanceof Error ? err.stack : String(err),
+        });
+        void target.queue.run(() =>
+          target.destroy(`internal error: ${err instanceof Error ? err.message : String(err)}`),
+        );
+      });
+  }
+
+  private async handle(sa: IsakmpSa, raw: Buffer, msg: IsakmpMessage, from: Endpoint, to: Endpoint): Promise<void> {
+    if (sa.state === 'destroyed') return;
+    const h = msg.header;
+    if (sa.replayIfDuplicate(h.messageId, raw)) return;
+    if (msg.encrypted && sa.isUp && to.port === 4500 && sa.local.port !== 4500) sa.local = { ...sa.local, port: 4500 };
+    switch (h.exchangeType) {
+      case MAIN_MODE:
+        return onMainMode(sa, raw, msg, from, to);
+      case V1ExchangeType.AGGRESSIVE:
+        return onAggressive(sa, raw, msg, from, to);
+      case V1ExchangeType.INFORMATIONAL:
+        return onInformational(sa, raw, msg, from);
+      case V1ExchangeType.QUICK_MODE: {
+        if (!sa.isUp || !msg.encrypted) return sa.drop('Quick Mode outside an established ISAKMP SA', from);
+        const opened = sa.open(h, msg.encrypted);
+        if ('error' in opened) return sa.drop(`Quick Mode: ${opened.error}`, from);
+        return onQuickMode(sa, raw, h, opened);
+      }
+      default:
+        return sa.drop(`unsupported exchange type ${h.exchangeType}`, from);
+    }
+  }
+
+  private onFirst(
+    raw: Buffer,
+    msg: Extract<IsakmpMessage, { payloads: unknown[] }>,
+    from: Endpoint,
+    to: Endpoint,
+  ): void {
+    const h = msg.header;
+    let perAddr = 0;
+    for (const s of this.halfOpen.values()) if (s.remote.addr === from.addr) perAddr++;
+    if (perAddr >= this.limits.halfOpenPerAddress) return this.drop('half-open limit for address', from);
+    let cookie: Buffer;
+    do cookie = this.env.random(8);
+    while (cookie.equals(ZERO) || this.byCookies.has(hex(h.initiatorCookie) + hex(cookie)));
+    const sa = this.wire(
+      new IsakmpSa(this, ++this.uidSeq, 'responder', Buffer.from(h.initiatorCookie), cookie, { ...to }, { ...from }),
+    );
+    this.byCookies.set(hex(sa.cookieI) + hex(sa.cookieR), sa);
+    this.halfOpen.set(`${hex(sa.cookieI)}|${from.addr}|${from.port}`, sa);
+    sa.armHalfOpen(this.limits.halfOpenTimeoutMs);
+    const candidates = this.candidatesFor(from);
+    const exact = candidates.filter((p) => p.remoteAddress === from.addr);
+    sa.hs.specs = uniqueSpecs((exact.length ? exact : candidates).map((p) => p.ikeProposals));
+    const methods = [...new Set(candidates.map((p) => authMethodFor(p.auth)))];
+    const lifetime = Math.max(...candidates.map((p) => p.ikeLifetimeMs), 0) || 3600_000;
+    void sa.queue.run(() =>
+      h.exchangeType === MAIN_MODE
+        ? respondMainMode1(sa, raw, msg, methods, lifetime)
+        : respondAggressive1(sa, raw, msg, from, to),
+    );
+  }
+
+  private wire(sa: IsakmpSa): IsakmpSa {
+    sa.probe = () => probe(sa);
+    sa.rekeyChild = async (c) => {
+      const policy = sa.peer?.children.find((x) => x.name === c.name);
+      if (!policy || c.state !== 'installed' || !sa.isUp) return;
+      this.env.emit({ type: 'rekey.started', peer: sa.peerName, kind: 'child', version: 1 });
+      sa.transitionChild(c, 'rekeying', 'soft lifetime');
+      await startQuickMode(sa, policy, c, (ok, reason) => {
+        if (ok) {
+          this.env.emit({ type: 'rekey.completed', peer: sa.peerName, kind: 'child', version: 1 });
+          return;
+        }
+        if (c.state === 'rekeying') sa.transitionChild(c, 'installed', `rekey failed: ${reason}`);
+        const retry = Math.min(30_000, Math.max(1000, (c.expireAt - this.env.clock.now()) / 4));
+        c.timers.rekey?.cancel();
+        c.timers.rekey = this.env.clock.setTimer(retry, () => void sa.queue.run(() => sa.rekeyChild?.(c)));
+      });
+    };
+    return sa;
+  }
+
+  private drop(reason: string, from: Endpoint): void {
+    this.env.emit({ type: 'packet.dropped', version: 1, reason, from: `${from.addr}:${from.port}` });
+  }
+
+  /** Stops every timer; with `keepKernel` kernel SAs and policies stay (restart handover). */
+  async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
+    for (const rt of this.peers.values()) rt.retryTimer?.cancel();
+    await Promise.all(this.allSas().map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
+  }
+}
+
+function uniqueSpecs(lists: IkeProposalSpec[][]): IkeProposalSpec[] {
+  const seen = new Set<string>();
+  const out: IkeProposalSpec[] = [];
+  for (const list of lists)
+    for (const s of list) {
+      const k = JSON.stringify(s);
+      if (!seen.has(k)) {
+        seen.add(k);
+        out.push(s);
+      }
+    }
+  return out;
+}
