@@ -7,7 +7,7 @@ import { type ChildState, type IkeState, transitionChild, transitionIke } from '
 import { type Timer, withJitter } from '../util/clock.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import { MalformedMessageError } from '../wire/errors.js';
-import { checkExchangeRules, EXCHANGE, type IkeMessage, name, type Payload } from '../wire/ikev2/index.js';
+import { checkExchangeRules, EXCHANGE, type IkeMessage, isNotify, name, type Payload } from '../wire/ikev2/index.js';
 import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from './child-sa.js';
 import type { Endpoint, EngineEnv } from './env.js';
 import { CreateChildTask, respondCreateChild } from './exchanges/create-child.js';
@@ -46,6 +46,8 @@ export interface IkeSaHost {
   onRekeyed(old: IkeSa, fresh: IkeSa): void;
   /** Whether INITIAL_CONTACT should accompany the first IKE SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
+  /** An RFC 6311 IKEV2_MESSAGE_ID_SYNC request (message ID 0) arrived; the host answers it. */
+  onMessageIdSync?(sa: IkeSa, msg: InboundMessage<Payload>): Promise<void>;
   /** Configured peers (a responder's IKE_SA_INIT reads their CAs for CERTREQ before it knows the peer). */
   peerNames?(): string[];
   peer?(name: string): { readonly policy: PeerPolicy } | undefined;
@@ -99,6 +101,8 @@ export class IkeSa {
   /** Child rekeys the peer ran while ours was in flight: old child uid -> the peer's new child. */
   private readonly childCollisions = new Map<string, ChildSa>();
   private childSeq = 0;
+  /** The peer announced IKEV2_MESSAGE_ID_SYNC_SUPPORTED in IKE_AUTH (RFC 6311); we always do. */
+  peerMsgIdSync = false;
   private timers: { rekey?: Timer; expire?: Timer; dpd?: Timer; keepalive?: Timer; halfOpen?: Timer } = {};
 
   constructor(
@@ -123,6 +127,7 @@ export class IkeSa {
       respond: (msg) => this.respond(msg),
       onTimeout: (task) => this.onTaskTimeout(task),
       onRetransmit: (task, attempt) => env.emit({ type: 'retransmit', peer: this.peerName, exchange: task, attempt }),
+      onIdsChanged: () => env.emit({ type: 'ike.msgid', peer: this.peerName, sa: this.label }),
     });
   }
 
@@ -179,6 +184,10 @@ export class IkeSa {
       return [bytes];
     }
     if (!this.protector) throw new Error(`IKE SA ${this.label}: no keys to protect ${name(EXCHANGE, msg.exchange)}`);
+    if (msg.exchange === EXCHANGE.IKE_AUTH && msg.payloads.some((p) => p.type === 39)) {
+      // RFC 6311: we can resynchronise message IDs after a restart (see checkpoint.ts).
+      msg = { ...msg, payloads: [...msg.payloads, P.notify(N.IKEV2_MESSAGE_ID_SYNC_SUPPORTED)] };
+    }
     return this.protector.seal(fields, msg.payloads, this.fragmentation ? (this.peer?.fragmentSize ?? 1280) : 0);
   }
 
@@ -230,6 +239,18 @@ export class IkeSa {
       if (response || this.tm.isRetransmittedRequest(h.messageId)) return this.drop(`rules: ${rules.reason}`, from);
       // A request that breaks the payload rules gets the error notify as its answer.
       await this.tm.onRequest({ ...inbound, payloads: [P.notify(rules.notify)] });
+      return;
+    }
+    if (h.exchangeType === EXCHANGE.IKE_AUTH && payloads.some((p) => isNotify(p) && p.notifyType === N.IKEV2_MESSAGE_ID_SYNC_SUPPORTED))
+      this.peerMsgIdSync = true;
+    if (
+      !response &&
+      h.messageId === 0 &&
+      h.exchangeType === EXCHANGE.INFORMATIONAL &&
+      this.host.onMessageIdSync &&
+      payloads.some((p) => isNotify(p) && p.notifyType === N.IKEV2_MESSAGE_ID_SYNC)
+    ) {
+      await this.host.onMessageIdSync(this, inbound);
       return;
     }
     if (response) {
@@ -345,6 +366,33 @@ export class IkeSa {
         void this.queue.run(() => this.destroy('half-open timeout'));
       }
     });
+  }
+
+  /** Child SA serial counter (checkpoints: restored uids must not be reissued). */
+  get childCounter(): number {
+    return this.childSeq;
+  }
+
+  /**
+   * Checkpoint restore: re-arms the lifetime, liveness and keepalive timers
+   * of an SA rebuilt from saved state, relative to now. A rekey deadline that
+   * passed while the daemon was down fires at once.
+   */
+  resumeTimers(childSeq: number): void {
+    this.childSeq = Math.max(this.childSeq, childSeq);
+    const now = this.env.clock.now();
+    this.timers.rekey?.cancel();
+    this.timers.expire?.cancel();
+    if (this.peer) {
+      this.timers.rekey = this.env.clock.setTimer(Math.max(0, this.rekeyAt - now), () => {
+        void this.queue.run(() => this.rekeyIke());
+      });
+      this.timers.expire = this.env.clock.setTimer(Math.max(0, this.expireAt - now), () => {
+        void this.queue.run(() => this.destroy('IKE SA lifetime expired'));
+      });
+    }
+    this.armDpd();
+    this.armKeepalive();
   }
 
   private armIkeLifetime(): void {

@@ -5,7 +5,15 @@ import { sameIdentity } from '../sa/identity.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
 import { MalformedMessageError } from '../wire/errors.js';
-import { decodeHeader, decodeMessage, EXCHANGE, type IkeMessage, isNotify, NOTIFY } from '../wire/ikev2/index.js';
+import {
+  decodeHeader,
+  decodeMessage,
+  EXCHANGE,
+  type IkeMessage,
+  isNotify,
+  NOTIFY,
+  type Payload,
+} from '../wire/ikev2/index.js';
 import { childPolicies, outboundSaSpec } from './child-sa.js';
 import { CookieJar } from './cookies.js';
 import type { Endpoint, EngineEnv } from './env.js';
@@ -14,8 +22,20 @@ import { evaluateInitRequest, IkeInitTask } from './exchanges/ike-init.js';
 import { IkeSa, type IkeSaHost } from './ike-sa.js';
 import { findNotify, P } from './payloads.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from './peer-runtime.js';
+import {
+  answerMessageIdSync,
+  type CheckpointV1,
+  type ManagerInternals,
+  prepareHandover,
+  type RestoreOptions,
+  type RestoreReport,
+  type ResumeHooks,
+  restoreCheckpoint,
+  snapshotManager,
+} from './checkpoint.js';
 import { PolicyBook } from './policy-book.js';
 import { encodePlain } from './protect.js';
+import type { InboundMessage } from './task-manager.js';
 
 export interface ManagerLimits {
   /** Half-open SAs (all peers) above which IKE_SA_INIT needs a COOKIE. */
@@ -168,6 +188,7 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   onFailure(sa: IkeSa, reason: string, phase: 'establish' | 'liveness' | 'exchange'): void {
+    if (this.resumeHooks?.onFailure(sa, reason, phase)) return;
     const name = sa.peer?.name;
     const rt = name ? this.peers.get(name) : undefined;
     void sa.queue.run(async () => {
@@ -215,7 +236,14 @@ export class Ikev2Manager implements IkeSaHost {
    */
   async adoptOrphans(orphanMaxAgeMs = 120_000): Promise<number> {
     try {
-      this.orphans = await this.env.kernel.listSas();
+      // Kernel SAs of SAs we hold (restored from a checkpoint) are not orphans.
+      const explained = new Set<string>();
+      for (const sa of this.bySpi.values())
+        for (const c of sa.children.values()) {
+          explained.add(`${sa.local.addr}|${c.spiIn}`);
+          explained.add(`${sa.remote.addr}|${c.spiOut}`);
+        }
+      this.orphans = (await this.env.kernel.listSas()).filter((o) => !explained.has(`${o.dst}|${o.spi}`));
     } catch (err) {
       this.env.log.warn('cannot list kernel SAs', { error: String(err) });
       return 0;
@@ -227,6 +255,7 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   onChildInstalled(sa: IkeSa): void {
+    this.resumeHooks?.onChildInstalled(sa);
     const remote = sa.remote.addr;
     if (!this.orphans.some((o) => o.src === remote || o.dst === remote)) return;
     this.env.clock.setTimer(this.limits.duplicateGraceMs, () => {
@@ -253,6 +282,7 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   onRekeyed(_old: IkeSa, fresh: IkeSa): void {
+    fresh.peerMsgIdSync = _old.peerMsgIdSync;
     this.bySpi.set(key(fresh.ourSpi), fresh);
   }
 
@@ -484,6 +514,7 @@ export class Ikev2Manager implements IkeSaHost {
 
   /** Entry point for every IKEv2 datagram (non-ESP marker already stripped). Never throws. */
   receive(data: Buffer, from: Endpoint, to: Endpoint): void {
+    if (this.frozen) return; // handed over: the next process answers (peers retransmit)
     let msg: IkeMessage;
     try {
       const h = decodeHeader(data);
@@ -532,6 +563,8 @@ export class Ikev2Manager implements IkeSaHost {
 
   private onInitRequest(data: Buffer, msg: IkeMessage, from: Endpoint, to: Endpoint): void {
     const h = msg.header;
+    // Handing over: no new IKE SAs; the initiator retransmits to the next process.
+    if (!this.acceptingInit) return this.drop('IKE_SA_INIT during handover (left to the next process)', from);
     const hoKey = `${key(h.spiI)}|${from.addr}|${from.port}`;
     const existing = this.halfOpen.get(hoKey);
     if (existing) {
@@ -672,6 +705,56 @@ export class Ikev2Manager implements IkeSaHost {
 
   private drop(reason: string, from: Endpoint): void {
     this.env.emit({ type: 'packet.dropped', reason, from: `${from.addr}:${from.port}` });
+  }
+
+  // ---- checkpoint and restart (logic in checkpoint.ts) ----------------------------
+
+  private acceptingInit = true;
+  private frozen = false;
+  private resumeHooks: ResumeHooks | undefined;
+
+  /** What checkpoint.ts reads and rebuilds; not for other callers. */
+  private get internals(): ManagerInternals {
+    return {
+      peers: this.peers,
+      contacted: this.contacted,
+      uidSeq: this.uidSeq,
+      nextReqid: this.nextReqid,
+      bumpCounters: (uid, reqid) => {
+        this.uidSeq = Math.max(this.uidSeq, uid);
+        this.nextReqid = Math.max(this.nextReqid, reqid);
+      },
+      adopt: (sa) => this.wire(sa),
+      halfOpen: () => this.halfOpen.size,
+      setAcceptingInit: (on) => {
+        this.acceptingInit = on;
+      },
+      freeze: () => {
+        this.frozen = true;
+      },
+      setHooks: (h) => {
+        this.resumeHooks = h;
+      },
+    };
+  }
+
+  /** Every established IKE and Child SA with keys and message IDs, as plain JSON data (a secret). */
+  snapshot(kind: 'continuous' | 'handover' = 'continuous'): CheckpointV1 {
+    return snapshotManager(this, this.internals, kind);
+  }
+
+  /** Rebuilds SAs from a checkpoint, before `start()`. Never throws on a bad checkpoint: it reports and renegotiates. */
+  restore(cp: unknown, opts: RestoreOptions = {}): Promise<RestoreReport> {
+    return restoreCheckpoint(this, this.internals, cp, opts);
+  }
+
+  /** Planned restart: stop taking new IKE SAs, let exchanges in flight finish (≤ ~2 s), freeze, snapshot. */
+  prepareHandover(maxWaitMs = 2000): Promise<CheckpointV1> {
+    return prepareHandover(this, this.internals, maxWaitMs);
+  }
+
+  onMessageIdSync(sa: IkeSa, msg: InboundMessage<Payload>): Promise<void> {
+    return answerMessageIdSync(sa, msg);
   }
 
   /** Stops every timer; with `keepKernel` the kernel SAs and policies stay (restart handover). */

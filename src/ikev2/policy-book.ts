@@ -113,6 +113,17 @@ export class PolicyBook {
     }
   }
 
+  /**
+   * Re-learns policies that are already in the kernel (checkpoint restore
+   * after a daemon restart): no kernel writes. `banded` as `snapshot()` gave them.
+   */
+  adopt(reqid: number, banded: readonly PolicySpec[], opts: { holder?: string; trap?: boolean }): void {
+    const e = this.entry(reqid);
+    if (opts.holder !== undefined) e.holders.add(opts.holder);
+    if (opts.trap) e.trap = true;
+    for (const p of banded) e.policies.set(key(p), { ...p });
+  }
+
   /** Policies currently held, for status and checkpoints. */
   snapshot(): { reqid: number; holders: string[]; trap: boolean; policies: PolicySpec[] }[] {
     return [...this.entries].map(([reqid, e]) => ({

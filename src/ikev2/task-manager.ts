@@ -35,6 +35,24 @@ export interface InitiatorTask<P> {
   onAbort(reason: 'timeout' | 'destroyed'): void;
   /** Optional per-task schedule (liveness checks use a short one). */
   readonly retransmit?: RetransmitSchedule;
+  /**
+   * A fixed message ID outside the window (RFC 6311 sync uses 0): the
+   * exchange does not advance the counter; the task may `resync` it.
+   */
+  readonly messageId?: number;
+}
+
+/** Message-ID state carried over a daemon restart (checkpoint). */
+export interface TaskManagerResume {
+  nextOut: number;
+  nextIn: number;
+  /** The answer to the peer's last request, so a retransmission after the restart is still answered. */
+  lastResponse?: { messageId: number; datagrams: Buffer[] };
+  /**
+   * Our inbound counter may be behind (crash-time checkpoint): accept the
+   * first authenticated request at or ahead of it instead of only an exact match.
+   */
+  acceptAhead?: boolean;
 }
 
 export interface TaskManagerEnv<P> {
@@ -49,6 +67,8 @@ export interface TaskManagerEnv<P> {
   /** A task timed out after all retransmits: the IKE SA decides what follows. */
   onTimeout(task: string): void;
   onRetransmit?(task: string, attempt: number): void;
+  /** A message ID advanced (checkpoints follow it). */
+  onIdsChanged?(): void;
 }
 
 interface Active<P> {
@@ -71,6 +91,7 @@ export class TaskManager<P> {
   private nextInId: number;
   private lastResponse: { messageId: number; datagrams: Buffer[] } | undefined;
   private destroyed = false;
+  private acceptAhead = false;
 
   constructor(
     private readonly env: TaskManagerEnv<P>,
@@ -84,6 +105,31 @@ export class TaskManager<P> {
   get ids(): { nextOut: number; nextIn: number } {
     return { nextOut: this.nextOutId, nextIn: this.nextInId };
   }
+  /** The cached answer to the peer's last request (checkpoints). */
+  get cachedResponse(): { messageId: number; datagrams: Buffer[] } | undefined {
+    return this.lastResponse;
+  }
+
+  /** Restores message-ID state saved before a restart (before any task runs). */
+  resume(r: TaskManagerResume): void {
+    this.nextOutId = r.nextOut >>> 0;
+    this.nextInId = r.nextIn >>> 0;
+    this.lastResponse = r.lastResponse;
+    this.acceptAhead = r.acceptAhead ?? false;
+  }
+
+  /**
+   * Moves the counters forward after a message-ID synchronisation
+   * (RFC 6311); never backwards. The request in flight keeps its ID.
+   */
+  resync(ids: { nextOut: number; nextIn: number }): void {
+    const ahead = (a: number, b: number) => ((a - b) >>> 0) < 0x80000000;
+    if (ahead(ids.nextOut, this.nextOutId)) this.nextOutId = ids.nextOut >>> 0;
+    if (ahead(ids.nextIn, this.nextInId)) this.nextInId = ids.nextIn >>> 0;
+    this.acceptAhead = false;
+    this.env.onIdsChanged?.();
+  }
+
   get busy(): boolean {
     return this.active !== undefined;
   }
@@ -113,7 +159,7 @@ export class TaskManager<P> {
     while (!this.active && !this.destroyed) {
       const task = this.queue.shift();
       if (!task) return;
-      await this.start(task, this.nextOutId);
+      await this.start(task, task.messageId ?? this.nextOutId);
     }
   }
 
@@ -179,7 +225,12 @@ export class TaskManager<P> {
       await this.start(a.task, a.messageId);
       return 'handled';
     }
-    this.nextOutId = (a.messageId + 1) >>> 0;
+    if (a.task.messageId === undefined) {
+      // Never backwards: a message-ID sync may have moved the counter past this request.
+      const next = (a.messageId + 1) >>> 0;
+      if (((next - this.nextOutId) >>> 0) < 0x80000000) this.nextOutId = next;
+      this.env.onIdsChanged?.();
+    }
     await this.pump();
     return 'handled';
   }
@@ -193,11 +244,16 @@ export class TaskManager<P> {
       this.env.send(this.lastResponse.datagrams);
       return 'retransmit';
     }
-    if (msg.messageId !== this.nextInId) return 'ignored';
+    if (msg.messageId !== this.nextInId) {
+      const ahead = ((msg.messageId - this.nextInId) >>> 0) < 0x80000000;
+      if (!this.acceptAhead || !ahead) return 'ignored';
+    }
+    this.acceptAhead = false;
     const reply = await this.env.respond(msg);
     const datagrams = this.env.encode(reply, msg.messageId, true);
     this.lastResponse = { messageId: msg.messageId, datagrams };
     this.nextInId = (msg.messageId + 1) >>> 0;
+    this.env.onIdsChanged?.();
     if (!this.destroyed) this.env.send(datagrams);
     return 'answered';
   }
