@@ -198,6 +198,7 @@ function hashOf(opened: Opened): Buffer {
 /** Every Quick Mode message (either role), already decrypted. */
 export async function onQuickMode(sa: IsakmpSa, raw: Buffer, h: IsakmpHeader, opened: Opened): Promise<void> {
   const st = table(sa).get(h.messageId);
+  if (!st && sa.hasFlight(h.messageId)) return sa.drop(`Quick Mode ${h.messageId} already complete`);
   const step = !st ? 1 : st.role === 'initiator' ? 2 : 3;
   const rules = checkV1Rules(QM, step, opened.payloads, { encrypted: true });
   const bad = (reason: string) => {
