@@ -150,9 +150,40 @@ export class Daemon {
   }
 
   private async startMetrics(c: Config): Promise<void> {
-    this.metrics = new CoatiMetrics({ bus: this.bus });
+    this.metrics = new CoatiMetrics({
+      bus: this.bus,
+      collectSa: () => this.collectSaCounters(),
+      onCollectError: (err) =>
+        this.logger.warn('reading kernel SA counters for metrics failed', { error: String(err) }),
+    });
     const l = c.metrics.prometheusListen;
     if (l) this.metricsServer = await startMetricsServer({ metrics: this.metrics, host: l.host, port: l.port });
+  }
+
+  /** Per-SA kernel counters for the metrics scrape (one GETSA per SA and direction). */
+  private async collectSaCounters(): Promise<SaCounters[]> {
+    const out: SaCounters[] = [];
+    for (const sa of this.manager.allSas()) {
+      for (const c of sa.children.values()) {
+        if (c.state === 'destroyed') continue;
+        for (const [direction, dst, spi] of [
+          ['in', sa.local.addr, c.spiIn],
+          ['out', sa.remote.addr, c.spiOut],
+        ] as const) {
+          const info = await this.kernel.getSa({ dst, spi, proto: 'esp' }).catch(() => undefined);
+          if (!info) continue;
+          out.push({
+            peer: sa.peerName,
+            child: c.name,
+            spi: spi.toString(16).padStart(8, '0'),
+            direction,
+            bytes: info.counters.bytes,
+            packets: info.counters.packets,
+          });
+        }
+      }
+    }
+    return out;
   }
 
   /** Engine events go to the bus (typed catalogue), to event-stream subscribers, and to metrics. */
