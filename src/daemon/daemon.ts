@@ -21,6 +21,7 @@ import {
   EventBus,
   Logger,
   type MetricsServer,
+  type SaCounters,
   startMetricsServer,
 } from '../obs/index.js';
 import { systemClock } from '../util/clock.js';
