@@ -1,0 +1,186 @@
+import { describe, expect, it } from 'vitest';
+import { Mesh, type Node, peerPolicy } from '../helpers/ike-pair.js';
+import {
+  bootFrom,
+  checkpointing,
+  checkpointOf,
+  crashRestart,
+  idsInSync,
+  initsSince,
+  kernelSas,
+  plannedRestart,
+} from '../helpers/restart.js';
+
+function mesh(n: number, seed = 7, over = {}) {
+  const m = new Mesh(seed);
+  for (let i = 1; i <= n; i++) m.add(`n${i}`, `10.0.0.${i}`);
+  m.fullMesh(over);
+  for (const node of m.nodes.values()) checkpointing(m, node);
+  return m;
+}
+
+async function pair(seed = 7, over = {}) {
+  const m = mesh(2, seed, over);
+  await m.node('n1').manager.initiate('n2');
+  await m.settle();
+  await m.advance(1000); // let the continuous checkpoint be written
+  return m;
+}
+
+const only = (a: Node, b: string) => {
+  const sas = a.manager.established(b);
+  expect(sas).toHaveLength(1);
+  return sas[0]!;
+};
+
+/** Liveness in both directions, answered. */
+async function probeBoth(m: Mesh, a: Node, b: Node): Promise<void> {
+  const pa = only(a, b.name).probe();
+  await m.settle();
+  const pb = only(b, a.name).probe();
+  await m.settle();
+  expect(await pa).toBe('alive');
+  expect(await pb).toBe('alive');
+}
+
+/** A Child SA rekey initiated by `a`; returns the new pair's SPIs. */
+async function rekeyChild(m: Mesh, a: Node, b: Node): Promise<void> {
+  const sa = only(a, b.name);
+  const old = [...sa.children.values()].find((c) => c.state === 'installed');
+  expect(old).toBeDefined();
+  await sa.queue.run(() => sa.rekeyChild(old!));
+  await m.settle();
+  const after = [...only(a, b.name).children.values()].filter((c) => c.state === 'installed');
+  expect(after).toHaveLength(1);
+  expect(after[0]!.spiIn).not.toBe(old!.spiIn);
+  expect(await kernelSas(a)).toHaveLength(2);
+  expect(await kernelSas(b)).toHaveLength(2);
+}
+
+describe('restart without dropping traffic (checkpoint + resume)', () => {
+  it('planned restart 20 times: same kernel SAs, no IKE_SA_INIT, IDs in sync, liveness and rekey still work', async () => {
+    const m = await pair();
+    const before = { a: await kernelSas(m.node('n1')), b: await kernelSas(m.node('n2')) };
+    expect(before.a).toHaveLength(2);
+    const sentAt = m.sent.length;
+    for (let i = 0; i < 20; i++) {
+      const who = i % 2 ? 'n1' : 'n2';
+      const { report } = await plannedRestart(m, who);
+      expect(report.skipped).toBeUndefined();
+      expect(report.ikeSas).toBe(1);
+      expect(report.children).toBe(1);
+      expect(report.resyncing).toBe(0);
+      await m.advance(3000); // traffic keeps flowing over the untouched kernel SAs; DPD may run
+      expect(await kernelSas(m.node('n1'))).toEqual(before.a);
+      expect(await kernelSas(m.node('n2'))).toEqual(before.b);
+      expect(idsInSync(m.node('n1'), m.node('n2'))).toBe(true);
+    }
+    expect(initsSince(m, sentAt)).toBe(0);
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    await probeBoth(m, a, b);
+    await rekeyChild(m, b, a);
+    await rekeyChild(m, a, b);
+    expect(idsInSync(a, b)).toBe(true);
+    expect(initsSince(m, sentAt)).toBe(0);
+    expect(a.events.filter((e) => e.type === 'log.error')).toEqual([]);
+    expect(b.events.filter((e) => e.type === 'log.error')).toEqual([]);
+  });
+
+  it('crash 20 times with a checkpoint that is behind: kernel SAs survive, IDs resynchronised (RFC 6311), no duplicates', async () => {
+    const m = await pair(11);
+    const before = { a: await kernelSas(m.node('n1')), b: await kernelSas(m.node('n2')) };
+    const sentAt = m.sent.length;
+    let syncs = 0;
+    for (let i = 0; i < 20; i++) {
+      const who = i % 3 === 2 ? 'n1' : 'n2';
+      const [victim, other] = who === 'n1' ? [m.node('n1'), m.node('n2')] : [m.node('n2'), m.node('n1')];
+      const cp = checkpointOf(victim).stored;
+      expect(cp).toBeDefined();
+      // Exchanges after the last checkpoint write: both directions, some twice, then the crash.
+      for (let k = 0; k <= i % 3; k++) {
+        void only(victim, other.name).probe();
+        await m.settle();
+      }
+      if (i % 2) {
+        void only(other, victim.name).probe();
+        await m.settle();
+      }
+      expect(checkpointOf(victim).stored).toBe(cp); // the write is still pending: the checkpoint is behind
+      const { report } = await crashRestart(m, who);
+      expect(report.ikeSas).toBe(1);
+      expect(report.resyncing).toBe(1);
+      await m.advance(2000);
+      syncs += m.node(who).events.filter((e) => e.type === 'msgid.synced').length;
+      expect(idsInSync(m.node('n1'), m.node('n2'))).toBe(true);
+      expect(await kernelSas(m.node('n1'))).toEqual(before.a);
+      expect(await kernelSas(m.node('n2'))).toEqual(before.b);
+    }
+    expect(syncs).toBe(20);
+    expect(initsSince(m, sentAt)).toBe(0);
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    await probeBoth(m, a, b);
+    await rekeyChild(m, a, b);
+    await m.advance(120_000); // DPD rounds, orphan timers: nothing is torn down
+    expect(idsInSync(a, b)).toBe(true);
+    expect(a.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+    expect(b.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+    expect(await kernelSas(a)).toHaveLength(2);
+    expect(await kernelSas(b)).toHaveLength(2);
+    expect(a.events.some((e) => e.type === 'peer.down')).toBe(false);
+  });
+
+  it('a retransmitted request answered before a handover is answered from the restored cache', async () => {
+    const m = await pair(12);
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    // a's probe reaches b, b's answer is lost; b restarts; a retransmits and must get the cached answer.
+    m.filter = (w) => !(w.from.addr === b.addr && w.to.addr === a.addr);
+    const alive = only(a, 'n2').probe(20_000);
+    await m.settle();
+    m.filter = undefined;
+    const idsBefore = { ...only(a, 'n2').tm.ids };
+    await plannedRestart(m, 'n2');
+    await m.advance(12_000);
+    expect(await alive).toBe('alive');
+    expect(m.node('n2').events.some((e) => e.type === 'log.error')).toBe(false);
+    expect(only(a, 'n2').tm.ids.nextOut).toBe(idsBefore.nextOut + 1);
+    expect(idsInSync(a, m.node('n2'))).toBe(true);
+  });
+
+  it('without RFC 6311 support: a probe resyncs when one exchange behind, else make-before-break replacement', async () => {
+    for (const behind of [1, 2]) {
+      const m = await pair(20 + behind);
+      const [a, b] = [m.node('n1'), m.node('n2')];
+      only(a, 'n2').peerMsgIdSync = false;
+      only(b, 'n1').peerMsgIdSync = false;
+      checkpointOf(b).writer.schedule(); // persist the flag (not a state-change event)
+      await m.advance(1000);
+      expect(JSON.parse(checkpointOf(b).stored!).ikeSas[0].msgIdSync).toBe(false);
+      const before = await kernelSas(a);
+      for (let k = 0; k < behind; k++) {
+        void only(b, 'n1').probe();
+        await m.settle();
+      }
+      void only(a, 'n2').probe(); // and one from the peer: accepted although ahead of the restored window
+      await m.settle();
+      const sentAt = m.sent.length;
+      const { report } = await crashRestart(m, 'n2');
+      expect(report.resyncing).toBe(1);
+      await m.advance(30_000);
+      const nb = m.node('n2');
+      await probeBoth(m, a, nb); // the peer's next request is accepted although ahead of the restored window
+      expect(idsInSync(a, nb)).toBe(true);
+      if (behind === 1) {
+        expect(initsSince(m, sentAt)).toBe(0);
+        expect(await kernelSas(a)).toEqual(before);
+      } else {
+        expect(nb.events.some((e) => e.type === 'checkpoint.replacing')).toBe(true);
+        expect(initsSince(m, sentAt)).toBeGreaterThan(0);
+        expect(await kernelSas(a)).not.toEqual(before);
+      }
+      expect(await kernelSas(a)).toHaveLength(2);
+      expect(await kernelSas(nb)).toHaveLength(2);
+      expect(a.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+      expect(nb.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+    }
+  });
+});
