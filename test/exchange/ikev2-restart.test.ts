@@ -183,4 +183,99 @@ describe('restart without dropping traffic (checkpoint + resume)', () => {
       expect(nb.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
     }
   });
+
+  it('corrupt, wrong-version, mistyped, stale or missing checkpoints: logged, normal renegotiation, no crash', async () => {
+    const bad: [unknown, string][] = [
+      ['{not json', 'CHECKPOINT_INVALID'],
+      [{ v: 2 }, 'CHECKPOINT_VERSION'],
+      [{ v: 1, writtenAt: 'x' }, 'CHECKPOINT_INVALID'],
+      [undefined, 'CHECKPOINT_MISSING'],
+    ];
+    for (const [cp, code] of bad) {
+      const m = await pair(30);
+      const { node, report } = await crashRestart(m, 'n2', { checkpoint: cp });
+      expect(report.skipped?.code).toBe(code);
+      await m.advance(10_000);
+      const a = m.node('n1');
+      expect(idsInSync(a, node)).toBe(true); // a new IKE SA replaced the lost one (INITIAL_CONTACT)
+      await m.advance(130_000); // orphaned kernel SAs of the old incarnation are reaped
+      expect(await kernelSas(node)).toHaveLength(2);
+      expect(await kernelSas(a)).toHaveLength(2);
+    }
+    // Stale: older than the IKE SA lifetime.
+    const m = await pair(31);
+    const cp = checkpointOf(m.node('n2')).stored;
+    await m.advance(4 * 3600_000 + 1000);
+    const { report } = await crashRestart(m, 'n2', { checkpoint: cp });
+    expect(report.skipped?.code).toBe('CHECKPOINT_STALE');
+  });
+
+  it('hard reboot (kernel SAs gone): children renegotiated over the restored IKE SA, no IKE_SA_INIT', async () => {
+    const m = await pair(40);
+    const a = m.node('n1');
+    const before = await kernelSas(a);
+    const sentAt = m.sent.length;
+    const { node, report } = await crashRestart(m, 'n2', { hardReboot: true });
+    expect(report.ikeSas).toBe(1);
+    expect(report.droppedChildren).toBe(1);
+    await m.advance(5000);
+    expect(initsSince(m, sentAt)).toBe(0);
+    expect(await kernelSas(node)).toHaveLength(2);
+    expect(await kernelSas(a)).toHaveLength(2);
+    expect(await kernelSas(a)).not.toEqual(before); // new pair; the old one deleted through the peer
+    const ca = [...only(a, 'n2').children.values()].filter((c) => c.state === 'installed');
+    const cb = [...only(node, 'n1').children.values()].filter((c) => c.state === 'installed');
+    expect(ca).toHaveLength(1);
+    expect(cb).toHaveLength(1);
+    expect(ca[0]!.spiIn).toBe(cb[0]!.spiOut);
+    await probeBoth(m, a, node);
+  });
+
+  it('checkpoint from an older peer config: SA kept, then re-authenticated make-before-break', async () => {
+    const m = await pair(50);
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    const changed = peerPolicy(b, a, { dpdDelayMs: 20_000 });
+    const { node, report } = await plannedRestart(m, 'n2', [changed]);
+    expect(report.reauth).toEqual(['n1']);
+    expect(report.ikeSas).toBe(1);
+    await m.advance(10_000);
+    expect(node.events.some((e) => e.type === 'checkpoint.replaced')).toBe(true);
+    expect(idsInSync(a, node)).toBe(true);
+    expect(only(node, 'n1').peer?.dpdDelayMs).toBe(20_000);
+    expect(await kernelSas(a)).toHaveLength(2);
+    expect(await kernelSas(node)).toHaveLength(2);
+  });
+
+  it('peer removed from config: its SAs are deleted through the peer', async () => {
+    const m = await pair(60, { dpdAction: 'clear' });
+    const a = m.node('n1');
+    const { node, report } = await plannedRestart(m, 'n2', []);
+    expect(report.removed).toEqual(['n1']);
+    await m.advance(5000);
+    expect(node.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(0);
+    expect(a.manager.established('n2')).toHaveLength(0);
+    expect(await kernelSas(node)).toHaveLength(0);
+    expect(await kernelSas(a)).toHaveLength(0);
+  });
+
+  it('rolling restart of a 5-node mesh: no SA changes, no IKE_SA_INIT', async () => {
+    const m = mesh(5, 70);
+    for (let i = 1; i <= 5; i++) for (let j = i + 1; j <= 5; j++) await m.node(`n${i}`).manager.initiate(`n${j}`);
+    await m.settle();
+    await m.advance(1000);
+    const snap = async () => Promise.all([...m.nodes.values()].map((n) => kernelSas(n)));
+    const before = await snap();
+    for (const k of before) expect(k).toHaveLength(8);
+    const sentAt = m.sent.length;
+    for (let round = 0; round < 2; round++)
+      for (let i = 1; i <= 5; i++) {
+        const { report } = await plannedRestart(m, `n${i}`);
+        expect(report.ikeSas).toBe(4);
+        await m.advance(2000);
+        expect(await snap()).toEqual(before);
+      }
+    expect(initsSince(m, sentAt)).toBe(0);
+    const ns = [...m.nodes.values()];
+    for (const x of ns) for (const y of ns) if (x !== y) expect(idsInSync(x, y)).toBe(true);
+  });
 });

@@ -119,7 +119,7 @@ export async function crashRestart(
   const old = mesh.node(name);
   const c = writers.get(old);
   c?.writer.stop();
-  const stored = opts.checkpoint ?? c?.stored;
+  const stored = 'checkpoint' in opts ? opts.checkpoint : c?.stored;
   mesh.crash(name, opts.hardReboot ?? false);
   await flushMicrotasks(8);
   return bootFrom(mesh, mesh.node(name), stored, opts.peers);
