@@ -118,6 +118,8 @@ export class IsakmpSa {
   rekeyAt = 0;
   /** Set on an ISAKMP SA being replaced by a newer one. */
   replacedBy: IsakmpSa | undefined;
+  /** Set on a re-negotiated ISAKMP SA (initiator): the SA it supersedes. */
+  replaces: IsakmpSa | undefined;
   lastError: { code: string; message: string; at: number } | undefined;
   dpd: { seqOut: number; outstanding: Set<number>; timer?: Timer; tries: number } = {
     seqOut: 0,

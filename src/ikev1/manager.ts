@@ -137,28 +137,33 @@ export class Ikev1Manager implements IsakmpSaHost {
     });
     this.env.emit({ type: 'peer.up', peer: peer.name, reason: `ISAKMP SA ${sa.label} established` });
     if (initialContact) this.honourInitialContact(sa);
-    const older = this.established(peer.name).filter((o) => o !== sa && o.createdAt <= sa.createdAt);
-    // A re-negotiated phase 1: phase 2 SAs move to the new ISAKMP SA; the initiator deletes the old one.
-    for (const old of older) {
+    // A re-negotiated phase 1: phase 2 SAs move to the new ISAKMP SA and the old one is deleted.
+    // (The responder adopts them when the DELETE for the old SA arrives.)
+    const old = sa.replaces;
+    sa.replaces = undefined;
+    if (old?.isUp) {
       for (const c of [...old.children.values()]) {
         old.children.delete(c.uid);
         sa.adopt(c);
       }
       old.replacedBy = sa;
-      if (sa.isInitiator) {
-        void old.queue.run(async () => {
-          if (old.state === 'destroyed') return;
-          sendIsakmpDelete(old);
-          await old.destroy('replaced by a new ISAKMP SA');
-        });
-      }
+      void old.queue.run(async () => {
+        if (old.state === 'destroyed') return;
+        sendIsakmpDelete(old);
+        await old.destroy('replaced by a new ISAKMP SA');
+      });
+      this.env.emit({ type: 'rekey.completed', peer: peer.name, kind: 'ike', version: 1 });
+      return;
     }
-    if (sa.isInitiator && older.length === 0) {
-      for (const child of peer.children) {
-        if ([...sa.children.values()].some((c) => c.name === child.name && c.state === 'installed')) continue;
-        void sa.queue.run(() => startQuickMode(sa, child));
-      }
-    }
+    if (!sa.isInitiator) return;
+    const have = new Set(
+      this.sasOf(peer.name)
+        .filter((o) => !o.replacedBy)
+        .flatMap((o) => [...o.children.values()])
+        .filter((c) => c.state === 'installed' || c.state === 'rekeying')
+        .map((c) => c.name),
+    );
+    for (const child of peer.children) if (!have.has(child.name)) void sa.queue.run(() => startQuickMode(sa, child));
   }
 
   onChildInstalled(sa: IsakmpSa, child: ChildSa): void {
@@ -225,7 +230,9 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (this.established(name).some((o) => o !== sa && o.createdAt > sa.createdAt)) return;
     if (this.connecting(name).length) return;
     this.env.emit({ type: 'rekey.started', peer: name, kind: 'ike', version: 1 });
-    void this.initiate(name).catch((err) => this.env.log.warn('phase 1 re-negotiation failed', { error: String(err) }));
+    void this.initiate(name, sa).catch((err) =>
+      this.env.log.warn('phase 1 re-negotiation failed', { error: String(err) }),
+    );
   }
 
   onDestroyed(sa: IsakmpSa): void {
@@ -318,7 +325,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   /** Starts a new ISAKMP SA (Main Mode, or Aggressive when the policy enables it); Quick Modes follow. */
-  async initiate(name: string): Promise<IsakmpSa> {
+  async initiate(name: string, replacing?: IsakmpSa): Promise<IsakmpSa> {
     const rt = this.peers.get(name);
     if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
     if (rt.policy.version !== 1)
@@ -344,6 +351,7 @@ export class Ikev1Manager implements IsakmpSaHost {
       ),
     );
     this.byInitiatorCookie.set(hex(cookie), sa);
+    if (replacing) sa.replaces = replacing;
     await sa.queue.run(() => (p.aggressive && p.auth.kind === 'psk' ? startAggressive(sa) : startMainMode(sa)));
     return sa;
   }
@@ -392,8 +400,10 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (!id) return;
     for (const other of this.allSas()) {
       if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id) || !other.isUp) continue;
-      if (other.establishedAt >= sa.createdAt) continue;
+      // Made by the peer's current incarnation (established after this SA began).
+      if (other.establishedAt > sa.createdAt || (other.establishedAt === sa.createdAt && other.uid > sa.uid)) continue;
       this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label, version: 1 });
+      other.replacedBy = sa;
       void other.queue.run(() => other.destroy('INITIAL-CONTACT from peer'));
     }
   }
