@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { installedChildren, V1Mesh } from '../helpers/ike1-pair.js';
+
+describe('IKEv1 NAT traversal (RFC 3947/3948)', () => {
+  it('a NATed initiator: NAT-D detects it, Main Mode 5 floats to 4500, ESP is UDP-encapsulated, keepalives flow', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0, natKeepaliveMs: 20_000 }, { mode: 'tunnel' });
+    m.natBehind(a, '198.51.100.7');
+    await a.manager.initiate('b');
+    await m.settle();
+    const [sa] = a.manager.established('b');
+    const [sb] = b.manager.established('a');
+    expect(sa?.nat).toEqual({ local: true, remote: false });
+    expect(sb?.nat).toEqual({ local: false, remote: true });
+    expect(sa?.local.port).toBe(4500);
+    expect(sb?.local.port).toBe(4500);
+    expect(sb?.remote.addr).toBe('198.51.100.7');
+    // MM1-MM4 on 500, MM5 onwards on 4500.
+    const fromA = m.sent.filter((w) => w.from.addr === a.addr);
+    expect(fromA.slice(0, 2).every((w) => w.from.port === 500)).toBe(true);
+    expect(fromA.slice(2).every((w) => w.from.port === 4500 && w.to.port === 4500)).toBe(true);
+    const ca = installedChildren(a, 'b');
+    const cb = installedChildren(b, 'a');
+    expect(ca[0]!.encap).toBe(true);
+    expect(cb[0]!.encap).toBe(true);
+    expect(ca[0]!.spiIn).toBe(cb[0]!.spiOut);
+    const outB = (await b.kernel.listSas()).find((s) => s.src === b.addr)!;
+    expect(outB.dst).toBe('198.51.100.7');
+    expect(outB.encap?.sport).toBe(4500);
+    expect(outB.encap?.dport).toBe(sb!.remote.port);
+    const outA = (await a.kernel.listSas()).find((s) => s.src === a.addr)!;
+    expect(outA.encap).toMatchObject({ sport: 4500, dport: 4500 });
+    const before = m.sent.length;
+    await m.advance(45_000, 1000);
+    const keepalives = m.sent.slice(before).filter((w) => w.data.length === 1 && w.data[0] === 0xff);
+    expect(keepalives.length).toBeGreaterThanOrEqual(2);
+    expect(keepalives.every((w) => w.from.addr === a.addr && w.from.port === 4500)).toBe(true);
+    expect(b.manager.established('a')).toHaveLength(1);
+  });
+
+  it('transport mode under NAT carries NAT-OA and negotiates UDP-encapsulated transport', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0 });
+    m.natBehind(a, '198.51.100.7');
+    await a.manager.initiate('b');
+    await m.settle();
+    const ca = installedChildren(a, 'b');
+    const cb = installedChildren(b, 'a');
+    expect(ca).toHaveLength(1);
+    expect(cb).toHaveLength(1);
+    expect(ca[0]!.mode).toBe('transport');
+    expect(cb[0]!.encap).toBe(true);
+  });
+
+  it('no NAT: no float, no encapsulation', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0 });
+    await a.manager.initiate('b');
+    await m.settle();
+    expect(m.sent.every((w) => w.from.port === 500 && w.to.port === 500)).toBe(true);
+    expect(installedChildren(a, 'b')[0]!.encap).toBe(false);
+  });
+});
