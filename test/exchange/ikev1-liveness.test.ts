@@ -13,7 +13,7 @@ const isInformational = (d: Buffer) => d[18] === 5;
 
 describe('IKEv1 DPD (RFC 3706) and INITIAL-CONTACT', () => {
   it('a live but idle peer answers R-U-THERE with the same sequence number; nothing else happens', async () => {
-    const { m, a, b } = setup();
+    const { m, a } = setup();
     await a.manager.initiate('b');
     await m.settle();
     await m.advance(25_000, 500);
@@ -89,7 +89,7 @@ describe('IKEv1 DPD (RFC 3706) and INITIAL-CONTACT', () => {
   });
 
   it('INITIAL-CONTACT after a peer restart purges the SAs of its previous incarnation', async () => {
-    const { m, a, b } = setup({ dpdDelayMs: 0 });
+    const { m, a } = setup({ dpdDelayMs: 0 });
     await a.manager.initiate('b');
     await m.settle();
     const [old] = a.manager.established('b');
