@@ -36,6 +36,12 @@ export interface NativeUdpSocket extends NativeHandle {
   send(buf: Buffer, addr: string, port: number, localAddr?: string, ifindex?: number): number;
 }
 
+/** A bound unix datagram socket (unixDgramListen); close() also removes a filesystem path it bound. */
+export interface NativeUnixDgramListener extends NativeHandle {
+  /** As given: a filesystem path or '@name' (abstract). */
+  readonly path: string;
+}
+
 export interface NativeAddon {
   readonly abiVersion: number;
   nlOpen(opts: {
@@ -54,11 +60,15 @@ export interface NativeAddon {
     encap?: boolean;
     /** Per-socket IPsec bypass policy (default true). */
     bypass?: boolean;
+    /** Receive buffer in bytes (default 4 MiB; SO_RCVBUFFORCE, else capped by rmem_max). */
+    rcvbuf?: number;
     netns?: string;
     onMessage: (payload: Buffer, remoteAddr: string, remotePort: number, localAddr: string, ifindex: number) => void;
     onEvent?: NativeEventCallback;
   }): NativeUdpSocket;
   sdNotify(socketPath: string, message: string): void;
+  /** Binds a unix datagram socket at `path` ('@name' = abstract) and delivers each datagram. */
+  unixDgramListen(path: string, onMessage: (datagram: Buffer) => void): NativeUnixDgramListener;
 }
 
 const ABI_VERSION = 2;

@@ -1,6 +1,6 @@
 /* The IKE UDP socket: what Node's dgram cannot do.
  *
- * udpOpen({ family: 4|6, port, bindAddress?, encap?, bypass? = true, netns?,
+ * udpOpen({ family: 4|6, port, bindAddress?, encap?, bypass? = true, rcvbuf? = 4 MiB, netns?,
  *           onMessage(payload, remoteAddr, remotePort, localAddr, ifindex), onEvent?(kind, errno) })
  * -> { send(buf, addr, port, localAddr?, ifindex?), close(), ref(), unref(), fd, localPort }
  *
@@ -199,7 +199,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   }
 
 /* Creates the configured, bound socket; returns fd or -errno with *syscall set. */
-static int udp_socket(int family, const union addr *bind_to, int encap, int bypass, const char **syscall) {
+static int udp_socket(int family, const union addr *bind_to, int encap, int bypass, int rcvbuf, const char **syscall) {
   int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
   if (fd < 0) {
     *syscall = "socket";
@@ -207,6 +207,10 @@ static int udp_socket(int family, const union addr *bind_to, int encap, int bypa
   }
   int one = 1;
   TRY(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt SO_REUSEADDR");
+  /* A start-up herd of IKE_SA_INITs must not overflow the default ~200 KB queue:
+   * try past rmem_max with CAP_NET_ADMIN, else take what rmem_max allows. */
+  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   if (family == 4) {
     TRY(setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one), "setsockopt IP_PKTINFO");
   } else {
@@ -248,17 +252,19 @@ napi_value coati_udp_open(napi_env env, napi_callback_info info) {
   napi_value opts, on_message, on_event;
   napi_get_cb_info(env, info, &argc, &opts, NULL, NULL);
   if (argc < 1) return coati_throw_type(env, "udpOpen(options) needs an options object");
-  int64_t family, port;
+  int64_t family, port, rcvbuf;
   int encap, bypass;
   char ns[256], bind_addr[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   if (coati_opt_int(env, opts, "family", 4, &family) || coati_opt_int(env, opts, "port", 0, &port) ||
       coati_opt_bool(env, opts, "encap", 0, &encap) || coati_opt_bool(env, opts, "bypass", 1, &bypass) ||
+      coati_opt_int(env, opts, "rcvbuf", 4 << 20, &rcvbuf) ||
       coati_opt_str(env, opts, "bindAddress", bind_addr, sizeof bind_addr) ||
       coati_opt_str(env, opts, "netns", ns, sizeof ns) || coati_opt_fn(env, opts, "onMessage", 1, &on_message) ||
       coati_opt_fn(env, opts, "onEvent", 0, &on_event))
     return NULL;
   if (family != 4 && family != 6) return coati_throw_type(env, "option 'family' must be 4 or 6");
   if (port < 0 || port > 65535) return coati_throw_type(env, "option 'port' out of range");
+  if (rcvbuf < 0 || rcvbuf > (1 << 30)) return coati_throw_type(env, "option 'rcvbuf' out of range");
   if (!bind_addr[0]) snprintf(bind_addr, sizeof bind_addr, "%s", family == 4 ? "0.0.0.0" : "::");
   union addr bind_to;
   if (parse_addr((int)family, bind_addr, (int)port, &bind_to))
@@ -268,7 +274,7 @@ napi_value coati_udp_open(napi_env env, napi_callback_info info) {
   int saved;
   int err = coati_netns_enter(ns, &saved, &syscall);
   if (err) return coati_throw_errno(env, err, syscall);
-  int fd = udp_socket((int)family, &bind_to, encap, bypass, &syscall);
+  int fd = udp_socket((int)family, &bind_to, encap, bypass, (int)rcvbuf, &syscall);
   coati_netns_leave(saved);
   if (fd < 0) return coati_throw_errno(env, -fd, syscall);
 

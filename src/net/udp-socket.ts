@@ -26,6 +26,8 @@ export interface IkeUdpSocketOptions {
   encap?: boolean;
   /** Per-socket IPsec bypass policy; default true. */
   bypass?: boolean;
+  /** Receive buffer in bytes (default 4 MiB; SO_RCVBUFFORCE, else capped by rmem_max). */
+  rcvbuf?: number;
   /** Network namespace (name under /run/netns, or a path) to create the socket in. */
   netns?: string;
   onMessage: (d: UdpDatagram) => void;
@@ -63,6 +65,7 @@ export class IkeUdpSocket {
         ...(opts.bindAddress !== undefined ? { bindAddress: opts.bindAddress } : {}),
         encap: opts.encap ?? false,
         bypass: opts.bypass ?? true,
+        ...(opts.rcvbuf !== undefined ? { rcvbuf: opts.rcvbuf } : {}),
         ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
         onMessage: (payload, remoteAddr, remotePort, localAddr, ifindex) =>
           opts.onMessage({ payload, remoteAddr, remotePort, localAddr, ifindex }),
