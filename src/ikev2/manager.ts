@@ -1,5 +1,6 @@
 import { CoatiError } from '../errors.js';
 import type { SaInfo } from '../kernel/types.js';
+import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 import type { Identity } from '../sa/identity.js';
 import { sameIdentity } from '../sa/identity.js';
 import type { PeerPolicy } from '../sa/policy.js';
@@ -52,6 +53,10 @@ export interface ManagerLimits {
   duplicateGraceMs: number;
   /** How long an authenticated answer may take after the peer said INVALID_IKE_SPI. */
   lostStateConfirmMs: number;
+  /** Our IKE port (500; tests and unprivileged demos use others). */
+  ikePort: number;
+  /** Base of coati's kernel policy priorities (inside the backend's owned band). */
+  policyPriorityBase: number;
 }
 
 export const DEFAULT_LIMITS: ManagerLimits = {
@@ -62,6 +67,8 @@ export const DEFAULT_LIMITS: ManagerLimits = {
   reqidBase: 0xc0a70001,
   duplicateGraceMs: 2000,
   lostStateConfirmMs: 1000,
+  ikePort: 500,
+  policyPriorityBase: DEFAULT_OWNERSHIP.priorityMin + 0x1000,
 };
 
 const ZERO_SPI = Buffer.alloc(8);
@@ -88,7 +95,7 @@ export class Ikev2Manager implements IkeSaHost {
     limits: Partial<ManagerLimits> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
-    this.book = new PolicyBook(env.kernel);
+    this.book = new PolicyBook(env.kernel, this.limits.policyPriorityBase);
     this.cookies = new CookieJar(env.random, () => env.clock.now());
     this.nextReqid = this.limits.reqidBase;
   }
@@ -420,7 +427,7 @@ export class Ikev2Manager implements IkeSaHost {
     rt.retryTimer?.cancel();
     rt.retryTimer = undefined;
     const p = rt.policy;
-    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: 500 };
+    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: this.limits.ikePort };
     const sa = new IkeSa(
       this,
       this.newUid(),
