@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../../src/control/client.js';
 import type { ActionResult, ChildSaStatus, PeerStatus, StatusReport } from '../../src/control/types.js';
-import type { Capture } from '../harness/capture.js';
+import { type Capture, type DecodeResult, tsharkDecode } from '../harness/capture.js';
 import { fileTail, HarnessError, type Netns, type Proc, randomId, run, sleep, waitFor } from '../harness/netns.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -433,4 +433,22 @@ export function disagreements(coati: SaView, charon: SaView): string[] {
 export async function stopCapture(cap: Capture): Promise<string> {
   await sleep(300);
   return cap.stop();
+}
+
+/** Decodes a capture with tshark using coati's key log (IKEv2 SAs and both ESP directions). */
+export async function decodeWithKeylog(pcap: string, coati: Coati): Promise<{ dec: DecodeResult; report: string }> {
+  const ikev2Table = coati.keylog('ikev2_decryption_table');
+  const espSa = coati.keylog('esp_sa');
+  const dec = await tsharkDecode(pcap, { ikev2Table, espSa });
+  const report = `${pcap}\n${dec.summary.join('\n')}\n--- ikev2_decryption_table ---\n${ikev2Table}--- esp_sa ---\n${espSa}`;
+  return { dec, report };
+}
+
+/** tshark's complaints about a decoded capture: malformed frames, error-severity expert infos, failed ICVs. */
+export function tsharkProblems(dec: DecodeResult): string[] {
+  return [
+    ...dec.malformed.map((l) => `malformed: ${l.trim()}`),
+    ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
+    ...(dec.integrityIncorrect > 0 ? [`${dec.integrityIncorrect} integrity checks [incorrect]`] : []),
+  ];
 }

@@ -10,13 +10,21 @@
  * the other removes its SAs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture, type DecodeResult, tsharkDecode } from '../harness/capture.js';
+import { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import type { ConnSpec } from '../harness/swanctl-conf.js';
 import { pairTopology } from '../harness/topology.js';
 import { ping } from '../harness/traffic.js';
-import { Coati, charonView, coatiView, disagreements, stopCapture } from '../helpers/coati-proc.js';
+import {
+  Coati,
+  charonView,
+  coatiView,
+  decodeWithKeylog,
+  disagreements,
+  stopCapture,
+  tsharkProblems,
+} from '../helpers/coati-proc.js';
 
 const PSK = 'coati-interop-psk-NOT-A-SECRET';
 
@@ -63,15 +71,6 @@ function charonConn(s: Suite): ConnSpec {
     mobike: false,
     children: [{ name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: [s.esp] }],
   };
-}
-
-/** tshark verdict on a capture decrypted with coati's key log. */
-export function tsharkProblems(dec: DecodeResult): string[] {
-  return [
-    ...dec.malformed.map((l) => `malformed: ${l.trim()}`),
-    ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
-    ...(dec.integrityIncorrect > 0 ? [`${dec.integrityIncorrect} integrity checks [incorrect]`] : []),
-  ];
 }
 
 describe('interop coati ↔ charon: IKEv2 PSK', () => {
@@ -164,11 +163,7 @@ describe('interop coati ↔ charon: IKEv2 PSK', () => {
       );
       const pcap = await stopCapture(cap);
 
-      const dec = await tsharkDecode(pcap, {
-        ikev2Table: coati.keylog('ikev2_decryption_table'),
-        espSa: coati.keylog('esp_sa'),
-      });
-      const report = `${dec.summary.join('\n')}\n--- ikev2 table ---\n${coati.keylog('ikev2_decryption_table')}--- esp_sa ---\n${coati.keylog('esp_sa')}`;
+      const { dec, report } = await decodeWithKeylog(pcap, coati);
       expect(tsharkProblems(dec), report).toEqual([]);
       expect(dec.summary.filter((l) => /IKE_SA_INIT/.test(l)).length, report).toBe(2);
       expect(dec.summary.filter((l) => /IKE_AUTH/.test(l)).length, report).toBeGreaterThanOrEqual(2);
