@@ -1,7 +1,8 @@
 /* coati native addon: only what Node lacks.
  *   - a NETLINK_XFRM socket (requests, dumps, ACQUIRE/EXPIRE multicast) on libuv;
  *   - the IKE UDP socket options (UDP_ENCAP_ESPINUDP, IP_PKTINFO, IPsec bypass);
- *   - a unix datagram send for systemd's NOTIFY_SOCKET;
+ *   - a unix datagram send for systemd's NOTIFY_SOCKET, and a unix datagram
+ *     listener (unixdgram.c);
  *   - errors that carry errno, code and syscall like Node's system errors.
  *
  * Why own this instead of using the npm `netlink` package: the UDP options
@@ -45,6 +46,8 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+napi_value coati_unixdgram_listen(napi_env env, napi_callback_info info);
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value v;
   napi_create_uint32(env, 2, &v);
@@ -52,6 +55,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   coati_set_fn(env, exports, "nlOpen", coati_nl_open);
   coati_set_fn(env, exports, "udpOpen", coati_udp_open);
   coati_set_fn(env, exports, "sdNotify", sd_notify);
+  coati_set_fn(env, exports, "unixDgramListen", coati_unixdgram_listen);
   return exports;
 }
 
