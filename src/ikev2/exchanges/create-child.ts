@@ -80,6 +80,12 @@ function makeChild(
     ni: Buffer;
     nr: Buffer;
     shared?: Buffer;
+    /**
+     * We sent the request of the exchange that creates this child. KEYMAT's first half
+     * is the exchange initiator's outbound direction (RFC 7296 2.17): in a CREATE_CHILD_SA
+     * started by the IKE SA responder, that is not the IKE SA initiator.
+     */
+    weInitiated: boolean;
   },
 ): ChildSa {
   const keys = sa.keys;
@@ -110,8 +116,8 @@ function makeChild(
     localTs: args.localTs,
     remoteTs: args.remoteTs,
     encap: sa.nat.local || sa.nat.remote,
-    keysIn: sa.isInitiator ? km.responderToInitiator : km.initiatorToResponder,
-    keysOut: sa.isInitiator ? km.initiatorToResponder : km.responderToInitiator,
+    keysIn: args.weInitiated ? km.responderToInitiator : km.initiatorToResponder,
+    keysOut: args.weInitiated ? km.initiatorToResponder : km.responderToInitiator,
     createdAt: now,
     minNonce: Buffer.compare(args.ni, args.nr) <= 0 ? args.ni : args.nr,
     rekeyAt: now + lifetime - margin,
@@ -245,6 +251,7 @@ export async function completeChild(
     ni,
     nr,
     ...(shared ? { shared } : {}),
+    weInitiated: true,
   });
   return activate(sa, child);
 }
@@ -337,6 +344,7 @@ export async function respondChild(
     ni,
     nr,
     ...(shared ? { shared } : {}),
+    weInitiated: false,
   });
   const res = await activate(sa, child);
   if (!res.ok) {

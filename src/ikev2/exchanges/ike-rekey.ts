@@ -65,9 +65,17 @@ function spawn(
   return fresh;
 }
 
-/** Moves every Child SA of `from` to `to` (their kernel state is untouched). */
+/**
+ * Moves every Child SA of `from` to `to` (their kernel state is untouched). A child's
+ * rekey and expiry timers call back into the IKE SA that armed them, so they are
+ * re-armed on `to` (same deadlines): left on `from`, the rekey would be a no-op on a
+ * rekeyed IKE SA and the hard expiry would drop the child without a Delete.
+ */
 function moveChildren(from: IkeSa, to: IkeSa): void {
-  for (const [uid, c] of from.children) to.children.set(uid, c);
+  for (const [uid, c] of from.children) {
+    to.children.set(uid, c);
+    if (c.state !== 'destroyed') to.scheduleChildTimers(c);
+  }
   from.children.clear();
 }
 
