@@ -134,5 +134,6 @@ export async function compilePeer(
     natKeepaliveMs: cfg.natKeepaliveMs,
     fragmentation: cfg.fragmentation,
     fragmentSize: cfg.fragmentSize,
+    ...(cfg.aggressive ? { aggressive: true } : {}),
   };
 }

@@ -8,6 +8,7 @@ import type { Config } from '../config/types.js';
 import type { ControlServer } from '../control/server.js';
 import { startControlServer } from '../control/server.js';
 import type { DaemonControl } from '../control/types.js';
+import { Ikev1Manager } from '../ikev1/manager.js';
 import type { EngineEnv, EngineEvent } from '../ikev2/env.js';
 import { Ikev2Manager } from '../ikev2/manager.js';
 import { MemoryKernel } from '../kernel/memory/memory-kernel.js';
@@ -25,6 +26,13 @@ import {
   startMetricsServer,
 } from '../obs/index.js';
 import { systemClock } from '../util/clock.js';
+import {
+  CheckpointError,
+  CheckpointWriter,
+  eraseCheckpoint,
+  readCheckpoint,
+  writeCheckpointFile,
+} from './checkpoint.js';
 import { compilePeer } from './compile.js';
 import { createControl } from './control.js';
 import { IkeSockets, routeSource } from './net.js';
@@ -50,6 +58,8 @@ export interface DaemonOptions {
 export class Daemon {
   config!: Config;
   manager!: Ikev2Manager;
+  v1!: Ikev1Manager;
+  private checkpoint: CheckpointWriter | undefined;
   kernel!: KernelIpsec;
   readonly bus = new EventBus();
   logger!: Logger;
@@ -109,16 +119,23 @@ export class Daemon {
       ikePort: c.daemon.port,
       policyPriorityBase: ownership.priorityMin + 0x1000,
     });
+    // IKEv1 shares the policy book; its reqids come from the upper half of the owned range.
+    this.v1 = new Ikev1Manager(
+      env,
+      { reqidBase: ownership.reqidMin + Math.floor((ownership.reqidMax - ownership.reqidMin + 1) / 2) },
+      this.manager.book,
+    );
     this.kernel.onEvent((ev) => {
-      if (ev.type === 'acquire') void this.manager.onAcquire(ev.template.reqid);
+      if (ev.type !== 'acquire') return;
+      void this.manager.onAcquire(ev.template.reqid);
+      void this.v1.onAcquire(ev.template.reqid);
     });
     for (const peer of c.peers.values()) {
-      if (peer.version !== 2) {
-        log.warn('IKEv1 peers are not served by this build yet', { peer: peer.name });
-        continue;
-      }
-      this.manager.setPeer(await compilePeer(peer, routeSource));
+      const policy = await compilePeer(peer, routeSource);
+      if (peer.version === 1) this.v1.setPeer(policy);
+      else this.manager.setPeer(policy);
     }
+    await this.restoreCheckpoint(log);
     this.sockets = new IkeSockets({
       listen: c.daemon.listen,
       port: c.daemon.port,
@@ -126,6 +143,7 @@ export class Daemon {
       bypass: this.kernel.name === 'xfrm',
       ...(this.opts.netns ? { netns: this.opts.netns } : {}),
       ikev2: (data, from, to) => this.manager.receive(data, from, to),
+      ikev1: (data, from, to) => this.v1.receive(data, from, to),
       onDrop: (reason, from) => this.bus.emit({ type: 'packet.dropped', reason, from: `${from.addr}:${from.port}` }),
     });
     this.sockets.open();
@@ -142,6 +160,37 @@ export class Daemon {
     });
     log.notice(`coatid ${VERSION} started`, { peers: this.manager.peerNames().length, kernel: this.kernel.name });
     this.systemd.ready(`${this.manager.peerNames().length} peers`);
+  }
+
+  private get checkpointPath(): string {
+    return join(this.config.daemon.stateDir, 'checkpoint.json');
+  }
+
+  /** Resumes IKE state from the last checkpoint (planned restart or crash); anything wrong means a normal start. */
+  private async restoreCheckpoint(log: Logger): Promise<void> {
+    mkdirSync(this.config.daemon.stateDir, { recursive: true, mode: 0o700 });
+    try {
+      const cp = await readCheckpoint(this.checkpointPath);
+      const r = await this.manager.restore(cp, { verifyKernel: true });
+      if (r.skipped) log.warn(`checkpoint not used (${r.skipped.code}): ${r.skipped.message}; negotiating afresh`);
+      else
+        log.notice('resumed from checkpoint', {
+          kind: cp.kind,
+          ikeSas: r.ikeSas,
+          children: r.children,
+          droppedChildren: r.droppedChildren,
+          resyncing: r.resyncing,
+        });
+    } catch (err) {
+      if (err instanceof CheckpointError && err.code === 'CHECKPOINT_MISSING') log.info('no checkpoint: a fresh start');
+      else log.warn(`checkpoint not used: ${(err as Error).message}; negotiating afresh`);
+    }
+    this.checkpoint = new CheckpointWriter({
+      clock: systemClock,
+      snapshot: () => this.manager.snapshot('continuous'),
+      path: this.checkpointPath,
+      log: this.logger.child({ subsystem: 'checkpoint' }),
+    });
   }
 
   private async openKernel(c: Config, ownership: Ownership): Promise<KernelIpsec> {
@@ -189,6 +238,7 @@ export class Daemon {
 
   /** Engine events go to the bus (typed catalogue), to event-stream subscribers, and to metrics. */
   private onEngineEvent(ev: EngineEvent): void {
+    this.checkpoint?.onEvent(ev);
     const time = new Date().toISOString();
     for (const l of this.listeners) {
       try {
@@ -261,12 +311,21 @@ export class Daemon {
       };
     }
     const d = diffConfig(this.config, r.config);
-    for (const name of d.removed) await this.manager.removePeer(name);
+    for (const name of d.removed) {
+      await this.manager.removePeer(name);
+      await this.v1.removePeer(name);
+    }
     for (const name of [...d.added, ...d.changed]) {
       const peer = r.config.peers.get(name);
-      if (!peer || peer.version !== 2) continue;
+      if (!peer) continue;
       const policy = await compilePeer(peer, routeSource);
       const changed = d.changed.includes(name);
+      if (peer.version === 1) {
+        this.v1.setPeer(policy);
+        if (changed) await this.v1.terminate(name);
+        if (policy.start === 'now') void this.v1.initiate(name).catch(() => {});
+        continue;
+      }
       this.manager.setPeer(policy);
       if (changed) {
         // New settings take effect through a fresh IKE SA, made before the old one goes.
@@ -290,6 +349,12 @@ export class Daemon {
     return { ok: true, added: d.added, removed: d.removed, changed: d.changed, unchanged: d.unchanged };
   }
 
+  /** Planned restart (`coatictl restart`): hand over and exit 75, which systemd restarts (RestartForceExitStatus). */
+  async restart(): Promise<void> {
+    await this.stop({ keepKernel: true });
+    setTimeout(() => process.exit(75), 50);
+  }
+
   controlApi(): DaemonControl {
     return createControl(this);
   }
@@ -303,13 +368,28 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     this.systemd.stopping();
-    if (!opts.keepKernel) {
+    this.checkpoint?.stop();
+    if (opts.keepKernel) {
+      // Hand over: finish in-flight exchanges briefly, write the state, leave the kernel as it is.
+      try {
+        const cp = await this.manager.prepareHandover();
+        await writeCheckpointFile(this.checkpointPath, cp);
+        this.logger.notice('state handed over', { ikeSas: cp.ikeSas.length });
+      } catch (err) {
+        this.logger.error(`could not write the handover checkpoint: ${(err as Error).message}`);
+      }
+    } else {
       await Promise.race([
-        Promise.all(this.manager.peerNames().map((n) => this.manager.terminate(n))),
+        Promise.all([
+          ...this.manager.peerNames().map((n) => this.manager.terminate(n)),
+          ...this.v1.peerNames().map((n) => this.v1.terminate(n)),
+        ]),
         new Promise((r) => setTimeout(r, 3000)),
       ]);
+      await eraseCheckpoint(this.checkpointPath).catch(() => {});
     }
     await this.manager.close({ keepKernel: opts.keepKernel });
+    await this.v1.close({ keepKernel: opts.keepKernel });
     this.sockets?.close();
     await this.control?.close();
     await this.metricsServer?.close();

@@ -88,6 +88,8 @@ export class IkeSa {
   rekeyAt = 0;
   expireAt = 0;
   lastError: { code: string; message: string; at: number } | undefined;
+  /** A replacement IKE SA was started because the peer said it lost this one. */
+  replacementStarted = false;
   /** Responder SPI of an IKE_SA_INIT response, adopted once the response is accepted. */
   pendingSpiR: Buffer | undefined;
   /** Proposals a responder selects from (known before the peer's identity). */
@@ -241,7 +243,10 @@ export class IkeSa {
       await this.tm.onRequest({ ...inbound, payloads: [P.notify(rules.notify)] });
       return;
     }
-    if (h.exchangeType === EXCHANGE.IKE_AUTH && payloads.some((p) => isNotify(p) && p.notifyType === N.IKEV2_MESSAGE_ID_SYNC_SUPPORTED))
+    if (
+      h.exchangeType === EXCHANGE.IKE_AUTH &&
+      payloads.some((p) => isNotify(p) && p.notifyType === N.IKEV2_MESSAGE_ID_SYNC_SUPPORTED)
+    )
       this.peerMsgIdSync = true;
     if (
       !response &&

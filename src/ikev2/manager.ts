@@ -15,14 +15,6 @@ import {
   NOTIFY,
   type Payload,
 } from '../wire/ikev2/index.js';
-import { childPolicies, outboundSaSpec } from './child-sa.js';
-import { CookieJar } from './cookies.js';
-import type { Endpoint, EngineEnv } from './env.js';
-import { IkeAuthTask } from './exchanges/ike-auth.js';
-import { evaluateInitRequest, IkeInitTask } from './exchanges/ike-init.js';
-import { IkeSa, type IkeSaHost } from './ike-sa.js';
-import { findNotify, P } from './payloads.js';
-import { newPeerRuntime, type PeerRuntime, restartBackoff } from './peer-runtime.js';
 import {
   answerMessageIdSync,
   type CheckpointV1,
@@ -34,6 +26,14 @@ import {
   restoreCheckpoint,
   snapshotManager,
 } from './checkpoint.js';
+import { childPolicies, outboundSaSpec } from './child-sa.js';
+import { CookieJar } from './cookies.js';
+import type { Endpoint, EngineEnv } from './env.js';
+import { IkeAuthTask } from './exchanges/ike-auth.js';
+import { evaluateInitRequest, IkeInitTask } from './exchanges/ike-init.js';
+import { IkeSa, type IkeSaHost } from './ike-sa.js';
+import { findNotify, P } from './payloads.js';
+import { newPeerRuntime, type PeerRuntime, restartBackoff } from './peer-runtime.js';
 import { PolicyBook } from './policy-book.js';
 import { encodePlain } from './protect.js';
 import type { InboundMessage } from './task-manager.js';
@@ -427,7 +427,14 @@ export class Ikev2Manager implements IkeSaHost {
     rt.retryTimer?.cancel();
     rt.retryTimer = undefined;
     const p = rt.policy;
-    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: this.limits.ikePort };
+    rt.initiating = true;
+    let localAddr: string;
+    try {
+      localAddr = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+    } finally {
+      rt.initiating = false;
+    }
+    const local = { addr: localAddr, port: this.limits.ikePort };
     const sa = new IkeSa(
       this,
       this.newUid(),
@@ -681,11 +688,20 @@ export class Ikev2Manager implements IkeSaHost {
   private async suspectLostState(sa: IkeSa): Promise<void> {
     if (sa.state !== 'established' && sa.state !== 'rekeying') return;
     this.env.emit({ type: 'liveness.suspect', peer: sa.peerName, reason: 'INVALID_IKE_SPI from peer' });
-    if (sa.tm.busy) {
-      sa.tm.expedite(this.limits.lostStateConfirmMs);
-      return;
+    if (sa.tm.busy) sa.tm.expedite(this.limits.lostStateConfirmMs);
+    else void sa.probe(this.limits.lostStateConfirmMs);
+    // Make before break: negotiate a replacement now. The old SA is torn down only if the
+    // probe confirms the loss; after a false alarm the duplicate rule keeps one of the two.
+    const name = sa.peer?.name;
+    const rt = name ? this.peers.get(name) : undefined;
+    if (sa.replacementStarted || !name || !rt || rt.policy.version !== 2) return;
+    if (this.established(name).some((o) => o !== sa && o.establishedAt >= sa.establishedAt)) return;
+    if (!rt.initiating && this.connecting(name).length === 0) {
+      sa.replacementStarted = true;
+      this.initiate(name).catch((err) =>
+        this.env.log.warn('replacement initiation failed', { peer: name, error: String(err) }),
+      );
     }
-    void sa.probe(this.limits.lostStateConfirmMs);
   }
 
   private answerInvalidSpi(msg: IkeMessage, from: Endpoint, to: Endpoint): void {

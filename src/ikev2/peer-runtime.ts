@@ -15,6 +15,8 @@ export interface PeerRuntime {
   retryTimer: Timer | undefined;
   nextRetryAt: number;
   lastError: { code: string; message: string; at: number } | undefined;
+  /** An initiation is being set up (between the call and the SA existing). */
+  initiating: boolean;
   /** Serial numbers of reqids per child name, stable for the peer's lifetime. */
   reqids: Map<string, number>;
 }
@@ -27,6 +29,7 @@ export function newPeerRuntime(policy: PeerPolicy): PeerRuntime {
     retryTimer: undefined,
     nextRetryAt: 0,
     lastError: undefined,
+    initiating: false,
     reqids: new Map(),
   };
 }

@@ -33,6 +33,8 @@ export interface InitiatorTask<P> {
   onResponse(msg: InboundMessage<P>): Promise<TaskOutcome> | TaskOutcome;
   /** Retransmissions exhausted, or the SA went away before completion. */
   onAbort(reason: 'timeout' | 'destroyed'): void;
+  /** When this task fails, the tasks queued behind it cannot run (IKE_SA_INIT before IKE_AUTH). */
+  readonly fatalOnFailure?: boolean;
   /** Optional per-task schedule (liveness checks use a short one). */
   readonly retransmit?: RetransmitSchedule;
   /**
@@ -77,6 +79,8 @@ interface Active<P> {
   datagrams: Buffer[];
   attempt: number;
   timer: Timer | undefined;
+  /** Cut short once already (expedite); further calls change nothing. */
+  expedited?: boolean;
 }
 
 /**
@@ -123,7 +127,7 @@ export class TaskManager<P> {
    * (RFC 6311); never backwards. The request in flight keeps its ID.
    */
   resync(ids: { nextOut: number; nextIn: number }): void {
-    const ahead = (a: number, b: number) => ((a - b) >>> 0) < 0x80000000;
+    const ahead = (a: number, b: number) => (a - b) >>> 0 < 0x80000000;
     if (ahead(ids.nextOut, this.nextOutId)) this.nextOutId = ids.nextOut >>> 0;
     if (ahead(ids.nextIn, this.nextInId)) this.nextInId = ids.nextIn >>> 0;
     this.acceptAhead = false;
@@ -201,7 +205,8 @@ export class TaskManager<P> {
    */
   expedite(ms: number): boolean {
     const a = this.active;
-    if (!a) return false;
+    if (!a || a.expedited) return false;
+    a.expedited = true;
     a.timer?.cancel();
     this.env.send(a.datagrams);
     a.timer = this.env.clock.setTimer(ms, () => {
@@ -225,10 +230,13 @@ export class TaskManager<P> {
       await this.start(a.task, a.messageId);
       return 'handled';
     }
+    if (outcome.kind === 'failed' && a.task.fatalOnFailure) {
+      for (const t of this.queue.splice(0)) t.onAbort('destroyed');
+    }
     if (a.task.messageId === undefined) {
       // Never backwards: a message-ID sync may have moved the counter past this request.
       const next = (a.messageId + 1) >>> 0;
-      if (((next - this.nextOutId) >>> 0) < 0x80000000) this.nextOutId = next;
+      if ((next - this.nextOutId) >>> 0 < 0x80000000) this.nextOutId = next;
       this.env.onIdsChanged?.();
     }
     await this.pump();
@@ -245,7 +253,7 @@ export class TaskManager<P> {
       return 'retransmit';
     }
     if (msg.messageId !== this.nextInId) {
-      const ahead = ((msg.messageId - this.nextInId) >>> 0) < 0x80000000;
+      const ahead = (msg.messageId - this.nextInId) >>> 0 < 0x80000000;
       if (!this.acceptAhead || !ahead) return 'ignored';
     }
     this.acceptAhead = false;

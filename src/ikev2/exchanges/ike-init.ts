@@ -120,6 +120,7 @@ export function keylogLine(sa: IkeSa): string {
 /** Initiator side of IKE_SA_INIT, with COOKIE and INVALID_KE_PAYLOAD retries. */
 export class IkeInitTask implements InitiatorTask<Payload> {
   readonly name = 'ike-init';
+  readonly fatalOnFailure = true;
   private group: number;
   private cookie: Buffer | undefined;
   private cookieRetries = 0;
