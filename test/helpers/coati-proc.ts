@@ -446,7 +446,12 @@ export async function decodeWithKeylog(pcap: string, coati: Coati): Promise<{ de
 
 /** tshark's complaints about a decoded capture: malformed frames, error-severity expert infos, failed ICVs. */
 export function tsharkProblems(dec: DecodeResult): string[] {
+  // tshark prints `Decrypted Data (N bytes)` right after each SK payload it could decrypt.
+  const sk = dec.text.match(/Encrypted Data \(\d+ bytes?\)/g)?.length ?? 0;
+  const skOk = dec.text.match(/Decrypted Data \(\d+ bytes?\)/g)?.length ?? 0;
   return [
+    ...(skOk !== sk ? [`${sk - skOk} of ${sk} SK payloads not decrypted`] : []),
+    ...dec.summary.filter((l) => / ESP \(SPI=/.test(l)).map((l) => `ESP not decrypted: ${l.trim()}`),
     ...dec.malformed.map((l) => `malformed: ${l.trim()}`),
     ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
     ...(dec.integrityIncorrect > 0 ? [`${dec.integrityIncorrect} integrity checks [incorrect]`] : []),
