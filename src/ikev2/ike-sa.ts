@@ -50,6 +50,8 @@ export interface IkeSaHost {
   onMessageIdSync?(sa: IkeSa, msg: InboundMessage<Payload>): Promise<void>;
   /** Configured peers (a responder's IKE_SA_INIT reads their CAs for CERTREQ before it knows the peer). */
   peerNames?(): string[];
+  /** Candidate peers for a responder SA from this address (indexed; before the identity is known). */
+  candidatesFor?(addr: string): PeerPolicy[];
   peer?(name: string): { readonly policy: PeerPolicy } | undefined;
 }
 
@@ -88,6 +90,8 @@ export class IkeSa {
   rekeyAt = 0;
   expireAt = 0;
   lastError: { code: string; message: string; at: number } | undefined;
+  /** Key in the manager's half-open table while this responder SA is half-open. */
+  halfOpenKey: string | undefined;
   /** A replacement IKE SA was started because the peer said it lost this one. */
   replacementStarted = false;
   /** Responder SPI of an IKE_SA_INIT response, adopted once the response is accepted. */

@@ -107,6 +107,46 @@ export class Ikev2Manager implements IkeSaHost {
     const rt = this.peers.get(policy.name);
     if (rt) rt.policy = policy;
     else this.peers.set(policy.name, newPeerRuntime(policy));
+    this.peerIndexCache = undefined;
+  }
+
+  /**
+   * Lookups the receive path makes per handshake, built once per config
+   * change so that nothing scans every peer (a 500-peer mesh).
+   */
+  private peerIndexCache:
+    | { byId: Map<string, PeerPolicy[]>; byAddr: Map<string, PeerPolicy[]>; v2: PeerPolicy[]; union: IkeProposalSpec[] }
+    | undefined;
+
+  private get peerIndex() {
+    if (this.peerIndexCache) return this.peerIndexCache;
+    const byId = new Map<string, PeerPolicy[]>();
+    const byAddr = new Map<string, PeerPolicy[]>();
+    const v2: PeerPolicy[] = [];
+    const union: IkeProposalSpec[] = [];
+    const seen = new Set<string>();
+    for (const rt of this.peers.values()) {
+      const p = rt.policy;
+      if (p.version !== 2) continue;
+      v2.push(p);
+      byId.set(p.remoteId.text, [...(byId.get(p.remoteId.text) ?? []), p]);
+      byAddr.set(p.remoteAddress, [...(byAddr.get(p.remoteAddress) ?? []), p]);
+      for (const prop of p.ikeProposals) {
+        const k = JSON.stringify(prop);
+        if (!seen.has(k)) {
+          seen.add(k);
+          union.push(prop);
+        }
+      }
+    }
+    this.peerIndexCache = { byId, byAddr, v2, union };
+    return this.peerIndexCache;
+  }
+
+  /** Candidate peers for a responder SA from `addr`, before the peer's identity is known. */
+  candidatesFor(addr: string): PeerPolicy[] {
+    const idx = this.peerIndex;
+    return idx.byAddr.get(addr) ?? idx.v2;
   }
 
   peer(name: string): PeerRuntime | undefined {
@@ -124,6 +164,7 @@ export class Ikev2Manager implements IkeSaHost {
     if (!rt) return;
     for (const reqid of rt.reqids.values()) await this.book.untrap(reqid);
     this.peers.delete(name);
+    this.peerIndexCache = undefined;
   }
 
   // ---- IkeSaHost -----------------------------------------------------------
@@ -151,13 +192,8 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   resolvePeer(id: Identity, remote: Endpoint): PeerPolicy | undefined {
-    let byId: PeerPolicy | undefined;
-    for (const rt of this.peers.values()) {
-      if (rt.policy.version !== 2 || !sameIdentity(rt.policy.remoteId, id)) continue;
-      if (rt.policy.remoteAddress === remote.addr) return rt.policy;
-      byId ??= rt.policy;
-    }
-    return byId;
+    const matches = (this.peerIndex.byId.get(id.text) ?? []).filter((p) => sameIdentity(p.remoteId, id));
+    return matches.find((p) => p.remoteAddress === remote.addr) ?? matches[0];
   }
 
   wantsInitialContact(peer: PeerPolicy): boolean {
@@ -168,6 +204,7 @@ export class Ikev2Manager implements IkeSaHost {
     const peer = sa.peer;
     this.dropHalfOpen(sa);
     if (!peer) return;
+    this.indexSa(sa);
     this.startDone(peer.name);
     this.contacted.add(peer.name);
     const rt = this.peers.get(peer.name);
@@ -286,11 +323,29 @@ export class Ikev2Manager implements IkeSaHost {
   onDestroyed(sa: IkeSa): void {
     this.bySpi.delete(key(sa.ourSpi));
     this.dropHalfOpen(sa);
+    const name = sa.peer?.name;
+    const set = name ? this.byPeer.get(name) : undefined;
+    if (name && set?.delete(sa) && set.size === 0) this.byPeer.delete(name);
+  }
+
+  /** SAs by peer name (once the SA knows its peer). */
+  private readonly byPeer = new Map<string, Set<IkeSa>>();
+
+  private indexSa(sa: IkeSa): void {
+    const name = sa.peer?.name;
+    if (!name) return;
+    let set = this.byPeer.get(name);
+    if (!set) {
+      set = new Set();
+      this.byPeer.set(name, set);
+    }
+    set.add(sa);
   }
 
   onRekeyed(_old: IkeSa, fresh: IkeSa): void {
     fresh.peerMsgIdSync = _old.peerMsgIdSync;
     this.bySpi.set(key(fresh.ourSpi), fresh);
+    this.indexSa(fresh);
   }
 
   // ---- what follows a loss ---------------------------------------------------
@@ -466,7 +521,7 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   sasOf(name: string): IkeSa[] {
-    return [...this.bySpi.values()].filter((sa) => sa.peer?.name === name && sa.state !== 'destroyed');
+    return [...(this.byPeer.get(name) ?? [])].filter((sa) => sa.state !== 'destroyed');
   }
 
   established(name: string): IkeSa[] {
@@ -514,8 +569,8 @@ export class Ikev2Manager implements IkeSaHost {
   /** The peer lost its state: drop SAs with its identity that predate the new SA (RFC 7296 2.4). */
   private honourInitialContact(sa: IkeSa): void {
     const id = sa.remoteId;
-    if (!id) return;
-    for (const other of this.bySpi.values()) {
+    if (!id || !sa.peer) return;
+    for (const other of this.sasOf(sa.peer.name)) {
       if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id)) continue;
       if (other.state !== 'established' && other.state !== 'rekeying' && other.state !== 'rekeyed') continue;
       if (other.establishedAt >= sa.createdAt) continue; // made by the peer's current incarnation
@@ -610,9 +665,9 @@ export class Ikev2Manager implements IkeSaHost {
         return reply([P.notify(NOTIFY.COOKIE, this.cookies.issue(ni, from.addr, h.spiI))]);
       }
     }
-    let perAddr = 0;
-    for (const sa of this.halfOpen.values()) if (sa.remote.addr === from.addr) perAddr++;
-    if (perAddr >= this.limits.halfOpenPerAddress) return this.drop('half-open limit for address', from);
+    if ((this.halfOpenByAddr.get(from.addr) ?? 0) >= this.limits.halfOpenPerAddress) {
+      return this.drop('half-open limit for address', from);
+    }
     const proposals = this.proposalsFor(from.addr);
     const verdict = evaluateInitRequest(msg.payloads, proposals);
     if (verdict.kind === 'reject') {
@@ -630,30 +685,21 @@ export class Ikev2Manager implements IkeSaHost {
     sa.responderProposals = proposals;
     this.wire(sa);
     this.halfOpen.set(hoKey, sa);
+    sa.halfOpenKey = hoKey;
+    this.halfOpenByAddr.set(from.addr, (this.halfOpenByAddr.get(from.addr) ?? 0) + 1);
     sa.armHalfOpen(this.limits.halfOpenTimeoutMs);
     void sa.queue.run(() => sa.handle(data, msg, from, to));
   }
 
   /** Proposals for an IKE_SA_INIT from `addr`: the matching peer's, else every IKEv2 peer's. */
   private proposalsFor(addr: string): IkeProposalSpec[] {
-    const out: IkeProposalSpec[] = [];
-    const seen = new Set<string>();
-    for (const rt of this.peers.values()) {
-      if (rt.policy.version !== 2) continue;
-      if (rt.policy.remoteAddress === addr) return rt.policy.ikeProposals;
-      for (const p of rt.policy.ikeProposals) {
-        const k = JSON.stringify(p);
-        if (!seen.has(k)) {
-          seen.add(k);
-          out.push(p);
-        }
-      }
-    }
-    return out;
+    const idx = this.peerIndex;
+    return idx.byAddr.get(addr)?.[0]?.ikeProposals ?? idx.union;
   }
 
   private wire(sa: IkeSa): void {
     this.bySpi.set(key(sa.ourSpi), sa);
+    this.indexSa(sa);
     sa.onRemoteMoved = () => void sa.queue.run(() => this.followNatMapping(sa));
   }
 
@@ -669,8 +715,17 @@ export class Ikev2Manager implements IkeSaHost {
     }
   }
 
+  /** Half-open responder SAs per source address (the per-address limit). */
+  private readonly halfOpenByAddr = new Map<string, number>();
+
   private dropHalfOpen(sa: IkeSa): void {
-    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    const k = sa.halfOpenKey;
+    if (k === undefined || this.halfOpen.get(k) !== sa) return;
+    this.halfOpen.delete(k);
+    sa.halfOpenKey = undefined;
+    const n = (this.halfOpenByAddr.get(sa.remote.addr) ?? 1) - 1;
+    if (n > 0) this.halfOpenByAddr.set(sa.remote.addr, n);
+    else this.halfOpenByAddr.delete(sa.remote.addr);
   }
 
   private isUnprotectedInvalidSpi(msg: IkeMessage): boolean {

@@ -106,6 +106,7 @@ export function certReqFor(peer: PeerPolicy): Payload[] {
 export function responderCandidates(sa: IkeSa): PeerPolicy[] {
   const host = sa.host;
   if (sa.peer) return [sa.peer];
+  if (host.candidatesFor) return host.candidatesFor(sa.remote.addr);
   if (!host.peerNames || !host.peer) return [];
   const all: PeerPolicy[] = [];
   for (const name of host.peerNames()) {
