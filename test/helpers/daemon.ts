@@ -47,6 +47,8 @@ export interface MeshOptions {
   defaults?: string;
   /** Extra main-config sections for one node (e.g. `[metrics]`). */
   extraMain?: (node: DaemonNode) => string;
+  /** Whether `node` gets a peer file for `peer` at all (default: every other node). */
+  hasPeer?: (node: DaemonNode, peer: DaemonNode) => boolean;
   /** Extra lines for the peer file of `peer` on `node`. */
   peerExtra?: (node: DaemonNode, peer: DaemonNode) => string;
 }
@@ -147,7 +149,9 @@ ${this.opts.extraMain?.(n) ?? ''}
     mkdirSync(join(n.dir, 'secrets'), { recursive: true, mode: 0o700 });
     writeFileSync(join(n.dir, 'secrets', 'mesh.psk'), `${MESH_PSK}\n`, { mode: 0o600 });
     writeFileSync(n.conf, this.mainConfig(n));
-    for (const p of this.nodes) if (p !== n) writeFileSync(join(n.peersDir, `${p.name}.toml`), this.peerFile(n, p));
+    for (const p of this.nodes)
+      if (p !== n && (this.opts.hasPeer?.(n, p) ?? true))
+        writeFileSync(join(n.peersDir, `${p.name}.toml`), this.peerFile(n, p));
   }
 
   /** Starts coatid for `n` in its namespace (own UTS namespace, host name = node name). */
@@ -176,7 +180,12 @@ ${this.opts.extraMain?.(n) ?? ''}
     return (await this.status(n))?.peers.find((p) => p.name === peer)?.state === 'up';
   }
 
-  /** Every ordered pair up (both ends report `up`, with an IKE SA and a Child SA). */
+  /** Both have a peer file for the other. */
+  paired(a: DaemonNode, b: DaemonNode): boolean {
+    return (this.opts.hasPeer?.(a, b) ?? true) && (this.opts.hasPeer?.(b, a) ?? true);
+  }
+
+  /** Every configured pair up (both ends report `up`, with an IKE SA and a Child SA). */
   async waitMesh(timeoutMs = 20_000): Promise<void> {
     await waitFor(
       'every pair of daemons up',
@@ -185,7 +194,7 @@ ${this.opts.extraMain?.(n) ?? ''}
           const st = await this.status(a);
           if (!st) return false;
           for (const b of this.nodes) {
-            if (a === b) continue;
+            if (a === b || !this.paired(a, b)) continue;
             const p = st.peers.find((x) => x.name === b.name);
             if (p?.state !== 'up' || !p.ike || p.children.length === 0) return false;
           }
