@@ -31,9 +31,11 @@ export function createControl(d: Daemon): DaemonControl {
 
   return {
     async status(peer) {
-      if (peer && !d.manager.peer(peer)) throw new ControlError('UNKNOWN_PEER', `no peer named "${peer}"`);
+      if (peer && !d.manager.peer(peer) && !d.v1.peer(peer))
+        throw new ControlError('UNKNOWN_PEER', `no peer named "${peer}"`);
       return statusReport({
         manager: d.manager,
+        v1: d.v1,
         kernel: d.kernel,
         localAddresses: d.localAddresses(),
         startedAt: d.startedAt,

@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import type { ChildSaStatus, IkeSaStatus, PeerState, PeerStatus, StatusReport } from '../control/types.js';
+import type { IsakmpSa } from '../ikev1/isakmp-sa.js';
+import type { Ikev1Manager } from '../ikev1/manager.js';
 import type { ChildSa } from '../ikev2/child-sa.js';
 import { spiHex } from '../ikev2/child-sa.js';
 import type { IkeSa } from '../ikev2/ike-sa.js';
@@ -26,7 +28,36 @@ function ikeStatus(sa: IkeSa): IkeSaStatus {
   };
 }
 
-async function childStatus(kernel: KernelIpsec, sa: IkeSa, c: ChildSa): Promise<ChildSaStatus> {
+/** ISAKMP SA (IKEv1): cookies stand where IKEv2 has SPIs; phase 1 has no message IDs to show. */
+function isakmpStatus(sa: IsakmpSa): IkeSaStatus {
+  const s = sa.suite;
+  const hash = s ? s.hash.replace('sha', 'sha') : '';
+  const ke: Record<number, string> = {
+    14: 'modp2048',
+    15: 'modp3072',
+    16: 'modp4096',
+    19: 'ecp256',
+    20: 'ecp384',
+    21: 'ecp521',
+  };
+  return {
+    spiI: sa.cookieI.toString('hex'),
+    spiR: sa.cookieR.toString('hex'),
+    role: sa.isInitiator ? 'initiator' : 'responder',
+    state: sa.state,
+    algorithms: s ? `aes${s.keyLen}/${hash}/${ke[s.group] ?? `group${s.group}`}` : '',
+    establishedAt: iso(sa.establishedAt),
+    rekeyAt: iso(sa.rekeyAt),
+    expiresAt: iso(sa.expireAt),
+    messageIdOut: 0,
+    messageIdIn: 0,
+  };
+}
+
+type AnySa = IkeSa | IsakmpSa;
+type AnyManager = Ikev2Manager | Ikev1Manager;
+
+async function childStatus(kernel: KernelIpsec, sa: AnySa, c: ChildSa): Promise<ChildSaStatus> {
   const counters = async (dst: string, spi: number) => {
     try {
       return (await kernel.getSa({ dst, spi, proto: 'esp' }))?.counters;
@@ -56,8 +87,8 @@ async function childStatus(kernel: KernelIpsec, sa: IkeSa, c: ChildSa): Promise<
   };
 }
 
-function peerState(m: Ikev2Manager, name: string, trapped: boolean): PeerState {
-  const sas = m.sasOf(name);
+function peerState(m: AnyManager, name: string, trapped: boolean): PeerState {
+  const sas: AnySa[] = m.sasOf(name);
   if (sas.some((s) => s.state === 'rekeying')) return 'rekeying';
   if (sas.some((s) => s.state === 'established')) return 'up';
   if (sas.some((s) => s.state === 'created' || s.state === 'connecting' || s.state === 'authenticating'))
@@ -66,12 +97,13 @@ function peerState(m: Ikev2Manager, name: string, trapped: boolean): PeerState {
   return m.peer(name)?.wantUp ? 'down' : 'idle';
 }
 
-export async function peerStatus(m: Ikev2Manager, kernel: KernelIpsec, name: string): Promise<PeerStatus | undefined> {
+export async function peerStatus(m: AnyManager, kernel: KernelIpsec, name: string): Promise<PeerStatus | undefined> {
   const rt = m.peer(name);
   if (!rt) return undefined;
   const p = rt.policy;
   const trapped = [...rt.reqids.values()].some((r) => m.book.isTrapped(r));
-  const sa = m.established(name)[0] ?? m.sasOf(name)[0];
+  const sa: AnySa | undefined = m.established(name)[0] ?? m.sasOf(name)[0];
+  const v2 = sa && 'tm' in sa ? sa : undefined;
   const children = sa
     ? await Promise.all(
         [...sa.children.values()].filter((c) => c.state !== 'destroyed').map((c) => childStatus(kernel, sa, c)),
@@ -88,14 +120,10 @@ export async function peerStatus(m: Ikev2Manager, kernel: KernelIpsec, name: str
     natDetected: { ...(sa?.nat ?? { local: false, remote: false }) },
     remotePort: sa?.remote.port ?? p.remotePort,
     ...(sa?.lastInboundAt ? { lastInboundAt: iso(sa.lastInboundAt) } : {}),
-    ...(sa?.lastLivenessAt ? { lastLivenessCheckAt: iso(sa.lastLivenessAt) } : {}),
-    livenessFailures: sa?.livenessFailures ?? 0,
-    ...(sa &&
-    (sa.state === 'established' ||
-      sa.state === 'rekeying' ||
-      sa.state === 'authenticating' ||
-      sa.state === 'connecting')
-      ? { ike: ikeStatus(sa) }
+    ...(v2?.lastLivenessAt ? { lastLivenessCheckAt: iso(v2.lastLivenessAt) } : {}),
+    livenessFailures: v2?.livenessFailures ?? 0,
+    ...(sa && ['established', 'rekeying', 'authenticating', 'connecting'].includes(sa.state)
+      ? { ike: 'tm' in sa ? ikeStatus(sa) : isakmpStatus(sa) }
       : {}),
     children,
     ...(err ? { lastError: { code: err.code, message: err.message, at: iso(err.at) } } : {}),
@@ -104,6 +132,7 @@ export async function peerStatus(m: Ikev2Manager, kernel: KernelIpsec, name: str
 
 export async function statusReport(args: {
   manager: Ikev2Manager;
+  v1?: Ikev1Manager;
   kernel: KernelIpsec;
   localAddresses: string[];
   startedAt: number;
