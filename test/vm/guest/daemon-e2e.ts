@@ -23,7 +23,7 @@
  *   node dist/test/vm/guest/daemon-e2e.js [--only NAME]
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -34,11 +34,37 @@ import { IkeUdpSocket } from '../../../src/net/udp-socket.js';
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const DIST = resolve(here, '..', '..', '..');
-const COATID = join(DIST, 'src', 'daemon', 'coatid.js');
-const COATICTL = join(DIST, 'src', 'control', 'cli', 'coatictl.js');
 const REPO = resolve(DIST, '..');
 const LOGS = join(REPO, '.cache', 'vm', 'daemon-logs');
 const WORK = '/tmp/coati-daemon-e2e';
+/** coatid/coatictl run from a tmpfs copy: loading their module graph over 9p took 10-28 s per start. */
+const PKG = '/tmp/coati-pkg';
+const COATID = join(PKG, 'dist', 'src', 'daemon', 'coatid.js');
+const COATICTL = join(PKG, 'dist', 'src', 'control', 'cli', 'coatictl.js');
+
+/** Copies dist/src, the native addon and the runtime dependency closure (hoisted node_modules) to PKG. */
+function stagePackage(): number {
+  const t0 = Date.now();
+  rmSync(PKG, { recursive: true, force: true });
+  cpSync(join(REPO, 'dist', 'src'), join(PKG, 'dist', 'src'), { recursive: true, filter: (f) => !f.endsWith('.map') });
+  cpSync(join(REPO, 'package.json'), join(PKG, 'package.json'));
+  for (const f of ['binding.gyp', 'build/Release/coati_native.node'])
+    cpSync(join(REPO, 'native', f), join(PKG, 'native', f));
+  const seen = new Set<string>();
+  const visit = (pkgJson: string) => {
+    const deps = Object.keys(
+      (JSON.parse(readFileSync(pkgJson, 'utf8')) as { dependencies?: object }).dependencies ?? {},
+    );
+    for (const d of deps) {
+      if (seen.has(d) || !existsSync(join(REPO, 'node_modules', d))) continue;
+      seen.add(d);
+      cpSync(join(REPO, 'node_modules', d), join(PKG, 'node_modules', d), { recursive: true });
+      visit(join(REPO, 'node_modules', d, 'package.json'));
+    }
+  };
+  visit(join(REPO, 'package.json'));
+  return Date.now() - t0;
+}
 
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 let failures = 0;
@@ -143,7 +169,7 @@ local_id = "fqdn:${n.name}.vm"
 psk_file = "secrets/pair.psk"
 ike_proposals = "aes256gcm16-prfsha256-x25519"
 esp_proposals = "aes256gcm16-x25519"
-start = "now"
+start = "${n === B ? 'now' : 'none'}"
 dpd_delay = "1s"
 dpd_timeout = "2s"
 dpd_action = "restart"
@@ -165,8 +191,13 @@ function startDaemon(n: Node, tag: string): void {
   const p = spawn('ip', ['netns', 'exec', n.name, process.execPath, COATID, '--config', join(n.dir, 'coati.conf')], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  p.stdout?.pipe(log, { end: false });
-  p.stderr?.pipe(log, { end: false });
+  const t0 = Date.now();
+  const stamp = (b: Buffer) => {
+    const t = `[+${String(Date.now() - t0).padStart(6)}ms] `;
+    log.write(b.toString('utf8').replace(/^(?=.)/gm, t));
+  };
+  p.stdout?.on('data', stamp);
+  p.stderr?.on('data', stamp);
   n.proc = p;
   n.exited = new Promise((r) => p.once('exit', () => r()));
 }
@@ -232,7 +263,9 @@ async function xfrmStates(ns: string): Promise<KSa[]> {
   const out = await sh(`ip -n ${ns} -s xfrm state`);
   const sas: KSa[] = [];
   for (const block of out.split(/^(?=src )/m)) {
-    const head = block.match(/^src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+) reqid (\d+) mode (\w+)/);
+    const head = block.match(
+      /^src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+)(?:\(\d+\))? reqid (\d+)(?:\(0x[0-9a-f]+\))? mode (\w+)/,
+    );
     if (!head) continue;
     const cur = block.match(/lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/);
     sas.push({
@@ -255,7 +288,17 @@ async function xfrmPolicyCount(ns: string): Promise<number> {
 }
 
 async function coatictlJson(n: Node): Promise<StatusReport> {
-  const r = await run('ip', ['netns', 'exec', n.name, process.execPath, COATICTL, '--socket', n.sock, 'status', '--json']);
+  const r = await run('ip', [
+    'netns',
+    'exec',
+    n.name,
+    process.execPath,
+    COATICTL,
+    '--socket',
+    n.sock,
+    'status',
+    '--json',
+  ]);
   return JSON.parse(r.stdout) as StatusReport;
 }
 
@@ -295,14 +338,23 @@ async function crossCheck(mode: 'transport' | 'tunnel'): Promise<Record<string, 
   want(inA?.spi === ca[0]?.spiIn && outA?.spi === ca[0]?.spiOut, 'ca kernel SPIs = ca status SPIs');
   want(inB?.spi === cb[0]?.spiIn && outB?.spi === cb[0]?.spiOut, 'cb kernel SPIs = cb status SPIs');
   want(outA?.spi === inB?.spi && outB?.spi === inA?.spi, 'kernel SPIs equal crosswise');
-  want([...ka, ...kb].every((s) => s.mode === mode), `kernel SAs in ${mode} mode`);
-  want([...ka, ...kb].every((s) => s.aead.startsWith('rfc4106(gcm(aes))')), 'kernel SAs use rfc4106(gcm(aes))');
+  want(
+    [...ka, ...kb].every((s) => s.mode === mode),
+    `kernel SAs in ${mode} mode`,
+  );
+  want(
+    [...ka, ...kb].every((s) => s.aead.startsWith('rfc4106(gcm(aes))')),
+    'kernel SAs use rfc4106(gcm(aes))',
+  );
   want(ca[0]?.mode === mode && cb[0]?.mode === mode, `status reports ${mode} mode`);
   return {
     ok: problems.length === 0,
     problems,
     ike: { ca: pa?.ike, cb: pb?.ike },
-    children: { ca: ca.map(({ spiIn, spiOut, mode: m }) => ({ spiIn, spiOut, mode: m })), cb: cb.map(({ spiIn, spiOut }) => ({ spiIn, spiOut })) },
+    children: {
+      ca: ca.map(({ spiIn, spiOut, mode: m }) => ({ spiIn, spiOut, mode: m })),
+      cb: cb.map(({ spiIn, spiOut }) => ({ spiIn, spiOut })),
+    },
     kernel: { ca: ka, cb: kb },
   };
 }
@@ -360,7 +412,14 @@ class Stream {
         if (!this.arrivals.has(s)) this.arrivals.set(s, Date.now());
       },
     });
-    this.tx = IkeUdpSocket.open({ family: 4, port: 7001, bindAddress: A.inner, bypass: false, netns: 'ca', onMessage: () => {} });
+    this.tx = IkeUdpSocket.open({
+      family: 4,
+      port: 7001,
+      bindAddress: A.inner,
+      bypass: false,
+      netns: 'ca',
+      onMessage: () => {},
+    });
   }
 
   start(): void {
@@ -419,6 +478,20 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
     stream.start();
     await sleep(1500);
     const killAt = Date.now();
+    // What ca's daemon reports, every 250 ms, whenever it changes.
+    const timeline: string[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      let last = '';
+      while (sampling) {
+        const p = peerOf(await status(A), 'cb');
+        const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
+        const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'} ${c ?? ''}`;
+        if (now !== last) timeline.push(`+${Date.now() - killAt}ms ${now}`);
+        last = now;
+        await sleep(250);
+      }
+    })();
     await killDaemon(B, 'SIGKILL');
     if (kind === 'hardreboot') await sh('ip -n cb xfrm state flush; ip -n cb xfrm policy flush');
     const kernelAfterKill = { ca: (await xfrmStates('ca')).length, cb: (await xfrmStates('cb')).length };
@@ -433,16 +506,21 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
       check = await crossCheck('tunnel');
     }
     await sleep(1500);
+    sampling = false;
+    await sampler;
     const res = await stream.stop();
     stream = undefined;
+    // The stream runs ca -> cb only: a ping covers the other direction of the new SAs.
+    const replies = await ping(A.inner, B.inner, 3);
     check = await crossCheck('tunnel');
     const kernel = check.kernel as { ca: KSa[]; cb: KSa[] };
     const newSpis = kernel.ca.map((s) => s.spi);
     const replaced = newSpis.every((s) => !oldSpis.includes(s));
     const newCounted = [...kernel.ca, ...kernel.cb].every((s) => s.packets > 0);
     const policies = { ca: await xfrmPolicyCount('ca'), cb: await xfrmPolicyCount('cb') };
-    report(name, check.ok === true && replaced && newCounted && res.received > 0, {
+    report(name, check.ok === true && replaced && newCounted && res.received > 0 && replies === 3, {
       ...check,
+      replies,
       stream: res,
       outageMs: res.longestGapMs,
       lostPackets: res.lost,
@@ -453,10 +531,16 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
       replaced,
       newSasCounted: newCounted,
       policies,
+      timeline,
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report(name, false, { error: String((err as Error).stack ?? err), stream: await stream?.stop(), ms: Date.now() - t0 });
+    report(name, false, {
+      error: String((err as Error).stack ?? err),
+      stream: await stream?.stop(),
+      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
+      ms: Date.now() - t0,
+    });
   } finally {
     await stopAll();
   }
@@ -465,7 +549,9 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
 async function main(): Promise<void> {
   try {
     rmSync(LOGS, { recursive: true, force: true });
+    const stageMs = stagePackage();
     await topology();
+    process.stdout.write(`staged coatid to ${PKG} in ${stageMs} ms\n`);
   } catch (err) {
     report('setup', false, { error: String(err) });
     process.exit(1);
