@@ -446,8 +446,8 @@ export async function decodeWithKeylog(pcap: string, coati: Coati): Promise<{ de
 
 /** tshark's complaints about a decoded capture: malformed frames, error-severity expert infos, failed ICVs. */
 export function tsharkProblems(dec: DecodeResult): string[] {
-  // tshark prints `Decrypted Data (N bytes)` right after each SK payload it could decrypt.
-  const sk = dec.text.match(/Encrypted Data \(\d+ bytes?\)/g)?.length ?? 0;
+  // tshark prints `Decrypted Data (N bytes)` in each SK/SKF payload it could decrypt.
+  const sk = dec.text.match(/Payload: Encrypted and Authenticated(?: Fragment)? \((?:46|53)\)/g)?.length ?? 0;
   const skOk = dec.text.match(/Decrypted Data \(\d+ bytes?\)/g)?.length ?? 0;
   return [
     ...(skOk !== sk ? [`${sk - skOk} of ${sk} SK payloads not decrypted`] : []),
