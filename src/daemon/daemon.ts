@@ -169,6 +169,12 @@ export class Daemon {
   /** Resumes IKE state from the last checkpoint (planned restart or crash); anything wrong means a normal start. */
   private async restoreCheckpoint(log: Logger): Promise<void> {
     mkdirSync(this.config.daemon.stateDir, { recursive: true, mode: 0o700 });
+    if (this.kernel.name === 'memory') {
+      // Nothing of the memory backend outlives the process: resuming IKE SAs whose Child SAs
+      // are gone only delays the fresh negotiation (with INITIAL_CONTACT) that must follow.
+      log.info('memory kernel backend: no kernel state survives a restart, so no checkpoint is kept');
+      return;
+    }
     try {
       const cp = await readCheckpoint(this.checkpointPath);
       const r = await this.manager.restore(cp, { verifyKernel: true });
