@@ -42,10 +42,18 @@ const PKG = '/tmp/coati-pkg';
 const COATID = join(PKG, 'dist', 'src', 'daemon', 'coatid.js');
 const COATICTL = join(PKG, 'dist', 'src', 'control', 'cli', 'coatictl.js');
 
-/** Copies dist/src, the native addon and the runtime dependency closure (hoisted node_modules) to PKG. */
-function stagePackage(): number {
+/**
+ * Unpacks the tarball test/vm/daemon.test.ts builds on the host (one file over
+ * 9p: fast), or else copies dist/src, the native addon and the runtime dependency closure (hoisted node_modules) to PKG. */
+async function stagePackage(): Promise<number> {
   const t0 = Date.now();
   rmSync(PKG, { recursive: true, force: true });
+  const tar = join(REPO, '.cache', 'vm', 'coati-pkg.tar');
+  if (process.argv.includes('--pkg-tar') && existsSync(tar)) {
+    mkdirSync(PKG, { recursive: true });
+    await run('tar', ['-xf', tar, '-C', PKG]);
+    return Date.now() - t0;
+  }
   cpSync(join(REPO, 'dist', 'src'), join(PKG, 'dist', 'src'), { recursive: true, filter: (f) => !f.endsWith('.map') });
   cpSync(join(REPO, 'package.json'), join(PKG, 'package.json'));
   for (const f of ['binding.gyp', 'build/Release/coati_native.node'])
@@ -486,10 +494,11 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
       while (sampling) {
         const p = peerOf(await status(A), 'cb');
         const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
-        const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'} ${c ?? ''}`;
+        const [pol, sas] = await Promise.all([xfrmPolicyCount('ca'), xfrmStates('ca')]);
+        const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
         if (now !== last) timeline.push(`+${Date.now() - killAt}ms ${now}`);
         last = now;
-        await sleep(250);
+        await sleep(200);
       }
     })();
     await killDaemon(B, 'SIGKILL');
@@ -549,7 +558,7 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
 async function main(): Promise<void> {
   try {
     rmSync(LOGS, { recursive: true, force: true });
-    const stageMs = stagePackage();
+    const stageMs = await stagePackage();
     await topology();
     process.stdout.write(`staged coatid to ${PKG} in ${stageMs} ms\n`);
   } catch (err) {
