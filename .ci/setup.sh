@@ -7,5 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 bash .ci/install-deps.sh
-npm ci --no-audit --no-fund
+# `npm install` rather than `npm ci`: with omit-lockfile-registry-resolved (no registry
+# addresses in the lock file) npm leaves other platforms' optional packages out of
+# the lock, and `npm ci` then refuses it. `npm install` honours the lock as it is.
+npm install --no-audit --no-fund
 bash .ci/vm-setup.sh
