@@ -9,12 +9,12 @@
  * with `--json` (what an operator runs). `keylog()` reads the tshark tables coatid writes
  * into its keylog directory. Build first: `npx tsc -p .`.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../../src/control/client.js';
 import type { ActionResult, ChildSaStatus, PeerStatus, StatusReport } from '../../src/control/types.js';
-import { type Capture, type DecodeResult, tsharkDecode } from '../harness/capture.js';
+import { Capture, type DecodeResult, tsharkDecode } from '../harness/capture.js';
 import { fileTail, HarnessError, type Netns, type Proc, randomId, run, sleep, waitFor } from '../harness/netns.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -456,4 +456,26 @@ export function tsharkProblems(dec: DecodeResult): string[] {
     ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
     ...(dec.integrityIncorrect > 0 ? [`${dec.integrityIncorrect} integrity checks [incorrect]`] : []),
   ];
+}
+
+/**
+ * Starts a capture and returns once it demonstrably records: dumpcap reporting
+ * "Capturing on" is not enough on a loaded machine (the first exchange was missing from
+ * captures), so NAT-keepalive probes (one 0xff byte to `probeDst`:4500, which IKE peers
+ * ignore) are sent until the file grows.
+ */
+export async function liveCapture(ns: Netns, iface: string, probeDst: string): Promise<Capture> {
+  const cap = await Capture.start(ns, iface);
+  const size = () => statSync(cap.file, { throwIfNoEntry: false })?.size ?? 0;
+  const empty = size();
+  await waitFor(
+    `capture on ${ns.label}/${iface} to record a probe`,
+    async () => {
+      await ns.exec(['bash', '-c', `printf '\\377' > /dev/udp/${probeDst}/4500`], { allowFail: true });
+      await sleep(100);
+      return size() > empty;
+    },
+    { timeoutMs: 5000, intervalMs: 50 },
+  );
+  return cap;
 }

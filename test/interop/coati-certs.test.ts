@@ -12,7 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture } from '../harness/capture.js';
+import type { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { Lab, type Netns, type ProtectedSubnet } from '../harness/netns.js';
 import type { ConnSpec } from '../harness/swanctl-conf.js';
@@ -24,6 +24,7 @@ import {
   coatiView,
   decodeWithKeylog,
   disagreements,
+  liveCapture,
   stopCapture,
   tsharkProblems,
 } from '../helpers/coati-proc.js';
@@ -157,7 +158,7 @@ describe('interop coati ↔ charon: IKEv2 certificate authentication', () => {
             },
           ],
         });
-        const cap = await Capture.start(a, 'wan0');
+        const cap = await liveCapture(a, 'wan0', '198.51.100.2');
         if (initiator === 'coati') await coati.action('initiate', 'charon');
         else await charon.initiate('net', 'coati');
         const up = await coati.waitUp('charon');

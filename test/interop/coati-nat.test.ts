@@ -8,7 +8,7 @@
  * captured on coati's own link; finally a delete from one side clears the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture } from '../harness/capture.js';
+import type { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
 import { Lab, type Netns, waitFor } from '../harness/netns.js';
@@ -19,6 +19,7 @@ import {
   coatiView,
   decodeWithKeylog,
   disagreements,
+  liveCapture,
   type SaView,
   stopCapture,
   tsharkProblems,
@@ -88,7 +89,7 @@ describe('interop coati ↔ charon through a NAT', () => {
         ],
       });
       const context = () => `${coati.logTail(40)}\n${charon.logTail(40)}`;
-      const cap = await Capture.start(coatiNs, coatiIf);
+      const cap = await liveCapture(coatiNs, coatiIf, coatiPeerAddr);
       let pings = 0;
       const espTraffic = async () => {
         await ping(charonNs, '10.1.0.2', { count: 2, intervalS: 0.05, deadlineS: 0.2, src: '10.2.0.1' });

@@ -10,7 +10,7 @@
  * the other removes its SAs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture } from '../harness/capture.js';
+import type { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import type { ConnSpec } from '../harness/swanctl-conf.js';
@@ -22,6 +22,7 @@ import {
   coatiView,
   decodeWithKeylog,
   disagreements,
+  liveCapture,
   stopCapture,
   tsharkProblems,
 } from '../helpers/coati-proc.js';
@@ -119,7 +120,7 @@ describe('interop coati ↔ charon: IKEv2 PSK', () => {
           },
         ],
       });
-      const cap = await Capture.start(a, 'wan0');
+      const cap = await liveCapture(a, 'wan0', '198.51.100.2');
       const t0 = Date.now();
       if (initiator === 'coati') await coati.action('initiate', 'charon');
       else await charon.initiate('net', 'coati');

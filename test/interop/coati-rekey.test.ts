@@ -10,7 +10,7 @@
  * decrypted by tshark with coati's key log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture } from '../harness/capture.js';
+import type { Capture } from '../harness/capture.js';
 import type { Charon as CharonT } from '../harness/charon.js';
 import { Charon } from '../harness/charon.js';
 import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
@@ -24,6 +24,7 @@ import {
   coatiView,
   decodeWithKeylog,
   disagreements,
+  liveCapture,
   type SaView,
   stopCapture,
   tsharkProblems,
@@ -159,7 +160,7 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
       await reset();
       await charon.loadConns([CHARON_CONN]);
       coati = await Coati.start(a, 'manual', { listen: ['198.51.100.1'], peers: [COATI_PEER] });
-      cap = await Capture.start(a, 'wan0');
+      cap = await liveCapture(a, 'wan0', '198.51.100.2');
       espPings = 0;
       await coati.action('initiate', 'charon');
       await settled(coati, charon, 'initial SAs', () => true);
@@ -225,7 +226,7 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
       listen: ['198.51.100.1'],
       peers: [COATI_PEER],
     });
-    cap = await Capture.start(a, 'wan0');
+    cap = await liveCapture(a, 'wan0', '198.51.100.2');
     espPings = 0;
     await charon.initiate('net', 'coati');
     const first = await settled(coati, charon, 'initial SAs', () => true);
@@ -254,7 +255,7 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
       listen: ['198.51.100.1'],
       peers: [{ ...COATI_PEER, childLifetime: '4s', ikeLifetime: '7s', rekeyMargin: '2s', rekeyJitter: '0s' }],
     });
-    cap = await Capture.start(a, 'wan0');
+    cap = await liveCapture(a, 'wan0', '198.51.100.2');
     espPings = 0;
     await coati.action('initiate', 'charon');
     const first = await settled(coati, charon, 'initial SAs', () => true);
