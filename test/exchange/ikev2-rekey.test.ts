@@ -123,3 +123,22 @@ describe('IKEv2 rekeying', () => {
     expect(childOf(b.manager.established('a')[0])[0]?.keysIn.encKey.equals(now!.keysOut.encKey)).toBe(true);
   });
 });
+
+describe('IKEv2 rekeying: Child SA timers follow an IKE SA rekey', () => {
+  it('a child moved by an IKE rekey is still rekeyed on time by the new IKE SA', async () => {
+    const { m, a, b } = two({ ikeLifetimeMs: 120_000, rekeyMarginMs: 30_000 }, { lifetimeMs: 300_000, rekeyMarginMs: 60_000 });
+    await up(m, a);
+    const oldIke = a.manager.established('b')[0]!;
+    const firstChild = childOf(oldIke)[0]!;
+    await m.advance(100_000, 1000); // IKE rekey happened (at ~90 s), child still the same
+    const newIke = a.manager.established('b')[0]!;
+    expect(newIke).not.toBe(oldIke);
+    expect(childOf(newIke)[0]?.spiIn).toBe(firstChild.spiIn);
+    await m.advance(170_000, 1000); // past the child's rekey time (~240 s), before its expiry (300 s)
+    const ike = a.manager.established('b')[0]!;
+    const now = childOf(ike).filter((c) => c.state === 'installed');
+    expect(now).toHaveLength(1);
+    expect(now[0]!.spiIn).not.toBe(firstChild.spiIn);
+    expect(childOf(b.manager.established('a')[0]).filter((c) => c.state === 'installed')[0]?.spiOut).toBe(now[0]!.spiIn);
+  });
+});
