@@ -89,12 +89,12 @@ beforeAll(async () => {
   vm = await Vm.boot();
   await build;
   packForGuest();
-  raw = await vm.run('node dist/test/vm/guest/daemon-e2e.js --pkg-tar', { timeoutMs: 170_000 });
+  raw = await vm.run('node dist/test/vm/guest/daemon-e2e.js --pkg-tar', { timeoutMs: 330_000 });
   for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
     const r = JSON.parse(m[1]!) as Result;
     results.set(r.name, r);
   }
-}, 240_000);
+}, 420_000);
 
 afterAll(async () => {
   await vm?.close();
