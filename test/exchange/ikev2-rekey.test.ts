@@ -126,7 +126,10 @@ describe('IKEv2 rekeying', () => {
 
 describe('IKEv2 rekeying: Child SA timers follow an IKE SA rekey', () => {
   it('a child moved by an IKE rekey is still rekeyed on time by the new IKE SA', async () => {
-    const { m, a, b } = two({ ikeLifetimeMs: 120_000, rekeyMarginMs: 30_000 }, { lifetimeMs: 300_000, rekeyMarginMs: 60_000 });
+    const { m, a, b } = two(
+      { ikeLifetimeMs: 120_000, rekeyMarginMs: 30_000 },
+      { lifetimeMs: 300_000, rekeyMarginMs: 60_000 },
+    );
     await up(m, a);
     const oldIke = a.manager.established('b')[0]!;
     const firstChild = childOf(oldIke)[0]!;
@@ -139,6 +142,45 @@ describe('IKEv2 rekeying: Child SA timers follow an IKE SA rekey', () => {
     const now = childOf(ike).filter((c) => c.state === 'installed');
     expect(now).toHaveLength(1);
     expect(now[0]!.spiIn).not.toBe(firstChild.spiIn);
-    expect(childOf(b.manager.established('a')[0]).filter((c) => c.state === 'installed')[0]?.spiOut).toBe(now[0]!.spiIn);
+    expect(childOf(b.manager.established('a')[0]).filter((c) => c.state === 'installed')[0]?.spiOut).toBe(
+      now[0]!.spiIn,
+    );
+  });
+});
+
+describe('IKEv2 Child SA key directions (RFC 7296 2.17)', () => {
+  it('follow the CREATE_CHILD_SA roles, also when the IKE SA responder starts the exchange', async () => {
+    const { deriveChildKeys } = await import('../../src/crypto/ikev2/keys.js');
+    const { encrKeyMaterialSize } = await import('../../src/crypto/transforms.js');
+    const { decodeMessage, isNonce } = await import('../../src/wire/ikev2/index.js');
+    const { m, a, b } = two();
+    await up(m, a);
+    const sa = a.manager.established('b')[0]!; // a: IKE initiator
+    const sb = b.manager.established('a')[0]!; // b: IKE responder, starts the CREATE_CHILD_SA
+    const before = m.sent.length;
+    const existing = new Set(sb.children.keys());
+    await sb.queue.run(() => sb.createChild('host'));
+    await m.settle();
+    const ccsa = m.sent.slice(before).filter((w) => w.data[18] === 36);
+    expect(ccsa).toHaveLength(2);
+    const nonces = ccsa.map((w) => {
+      const msg = decodeMessage(w.data);
+      const opened = sb.protector!.open(w.data, msg.header, msg.payloads);
+      // b's protector opens a's response; a's protector opens b's request.
+      const o = opened.kind === 'payloads' ? opened : sa.protector!.open(w.data, msg.header, msg.payloads);
+      if (o.kind !== 'payloads') throw new Error('cannot decrypt');
+      return o.payloads.find(isNonce)!.data;
+    });
+    const fresh = [...sb.children.values()].find((c) => !existing.has(c.uid))!;
+    const km = deriveChildKeys({
+      prf: sb.suite!.prf,
+      skD: sb.keys!.skD,
+      ni: nonces[0]!, // the CREATE_CHILD_SA initiator's (b's) nonce
+      nr: nonces[1]!,
+      encrKeyLen: encrKeyMaterialSize(fresh.suite.encr.id, fresh.suite.encr.keyLen),
+      integKeyLen: 0,
+    });
+    expect(fresh.keysOut.encKey.equals(km.initiatorToResponder.encKey)).toBe(true);
+    expect(fresh.keysIn.encKey.equals(km.responderToInitiator.encKey)).toBe(true);
   });
 });
