@@ -15,6 +15,7 @@ import { ControlConnectError, ControlError } from '../errors.js';
 import { checkPeerName, DEFAULT_SOCKET_PATH, PROTOCOL_VERSION } from '../protocol.js';
 import { type ActionResult, PEER_STATES, type PeerState, type StatusReport, type Target } from '../types.js';
 import { relative, renderAction, renderEvent, renderPeerDetail, renderReload, renderStatus } from './format.js';
+import { importCommand } from './import-racoon.js';
 import { asStatusReport, checkMesh, renderMesh } from './mesh-check.js';
 
 export const CLI_VERSION = '0.1.0';
@@ -50,6 +51,8 @@ Commands:
   keylog on|off                      log IKE/ESP keys for decryption (debug only)
   events [--json]                    follow the daemon's event stream
   mesh-check <status.json|-> ...     offline: compare status reports of many hosts
+  import racoon <racoon.conf> [--setkey FILE] [--out DIR] [--secrets-dir DIR]
+                                     offline: racoon config to IKEv1 peer files
   version                            coatictl and coatid versions
 
 Options:
@@ -296,6 +299,8 @@ async function online(cmd: string, args: string[], flags: Flags, io: CliIO, sock
 
 export async function main(argv: string[], io: CliIO): Promise<number> {
   const err = (s: string) => io.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+  // Offline and with its own options: `import racoon ...` (see import-racoon.ts).
+  if (argv[0] === 'import') return importCommand(argv.slice(1), io);
   try {
     const { flags, help, positionals } = parse(argv);
     const [cmd, ...args] = positionals;
