@@ -205,6 +205,41 @@ ${this.opts.extraMain?.(n) ?? ''}
     );
   }
 
+  /** Every node's view: peer, state, IKE SPIs and Child SPIs. */
+  async snapshot(): Promise<string> {
+    const parts: string[] = [];
+    for (const n of this.nodes) {
+      const st = await this.status(n);
+      for (const p of st?.peers ?? [])
+        parts.push(
+          `${n.name}>${p.name}:${p.state}:${p.ike?.spiI}/${p.ike?.spiR}:${p.children.map((c) => `${c.spiIn}/${c.spiOut}`).join(',')}`,
+        );
+    }
+    return parts.join(' ');
+  }
+
+  /**
+   * Waits until no SA changes for `quietMs`: after start-up, crossing initiations leave
+   * duplicate IKE SAs for about two seconds until one of each pair is deleted, and which
+   * one `status` shows may change until then.
+   */
+  async waitStable(quietMs = 3000, timeoutMs = 30_000): Promise<void> {
+    let last = await this.snapshot();
+    let since = Date.now();
+    await waitFor(
+      `SAs unchanged for ${quietMs} ms`,
+      async () => {
+        const now = await this.snapshot();
+        if (now !== last) {
+          last = now;
+          since = Date.now();
+        }
+        return Date.now() - since >= quietMs;
+      },
+      { timeoutMs, intervalMs: 250, context: () => this.logs() },
+    );
+  }
+
   /** The last lines of every daemon's log (for failure messages). */
   logs(lines = 25): string {
     return this.nodes

@@ -72,6 +72,7 @@ beforeAll(async () => {
   [n1, n2, n3] = mesh.nodes as [DaemonNode, DaemonNode, DaemonNode];
   mesh.startAll();
   await mesh.waitMesh();
+  await mesh.waitStable();
 });
 
 afterAll(async () => {
@@ -124,16 +125,25 @@ describe('actions', () => {
     const t = await ctl(n1, 'terminate', 'node2');
     expect(t.code, t.stderr).toBe(0);
     expect(t.stdout).toMatch(/node2/);
-    const after = await waitFor('node1 deleted its SAs with node2', async () => {
-      const p = peerOf(await mesh.status(n1), 'node2');
-      return p.children.length === 0 ? p : undefined;
-    });
+    const lastN1 = await mesh.status(n1);
+    const after = await waitFor(
+      'node1 deleted its SAs with node2',
+      async () => {
+        const p = peerOf(await mesh.status(n1), 'node2');
+        return p.children.length === 0 ? p : undefined;
+      },
+      { context: () => `${JSON.stringify(peerOf(lastN1, 'node2'))}\n${mesh.logs(60)}` },
+    );
     expect(after.state).toBe('idle'); // the operator wants it down
     expect(after.ike).toBeUndefined();
-    const other = await waitFor('node2 sees node1 gone', async () => {
-      const p = peerOf(await mesh.status(n2), 'node1');
-      return p.ike === undefined ? p : undefined;
-    });
+    const other = await waitFor(
+      'node2 sees node1 gone',
+      async () => {
+        const p = peerOf(await mesh.status(n2), 'node1');
+        return p.ike === undefined ? p : undefined;
+      },
+      { context: () => mesh.logs(60) },
+    );
     expect(['down', 'idle']).toContain(other.state);
     const table = await ctl(n1, 'status');
     expect(table.stdout.split('\n').find((l) => l.includes('node2'))).toMatch(/\bidle\b/);

@@ -63,6 +63,7 @@ beforeAll(async () => {
   n4 = mesh.node('node4');
   mesh.startAll();
   await mesh.waitMesh();
+  await mesh.waitStable();
 });
 
 afterAll(async () => {
