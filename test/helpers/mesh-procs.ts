@@ -45,6 +45,7 @@ export interface PairState {
 }
 
 const LIVE_IKE = new Set(['established', 'rekeying']);
+const PENDING_IKE = new Set(['created', 'connecting', 'authenticating']);
 const isAddrPort = (s: string) => /^[\d.:a-f[\]]+:\d+$/i.test(s);
 
 export class MeshProcs {
@@ -213,12 +214,13 @@ export class MeshProcs {
   }
 
   /**
-   * IKE SAs per peer name that the current process of `n` holds live (established or
-   * rekeying), from its `IKE SA a -> b` transition lines. (Child SAs are not counted
-   * here: an IKE SA's teardown removes its Child SAs without a `child.state` event, so
-   * the log cannot tell when they went; `consistentPair` checks them through status.)
+   * IKE SAs per peer name that the current process of `n` holds, from its `IKE SA a -> b`
+   * transition lines: `live` (established or rekeying) and `pending` (still negotiating).
+   * (Child SAs are not counted here: an IKE SA's teardown removes its Child SAs without a
+   * `child.state` event, so the log cannot tell when they went; `consistentPair` checks
+   * them through status.)
    */
-  liveIkeSas(n: DaemonNode): Map<string, Set<string>> {
+  ikeSas(n: DaemonNode): Map<string, { live: Set<string>; pending: Set<string> }> {
     const ike = new Map<string, { peer: string; state: string }>();
     for (const l of this.logLines(n)) {
       const m = /^IKE SA (\w+) -> (\w+)$/.exec(l.msg);
@@ -229,46 +231,107 @@ export class MeshProcs {
       const peer = typeof l.peer === 'string' && !isAddrPort(l.peer) ? l.peer : (prev?.peer ?? String(l.peer));
       ike.set(id, { peer, state: m[2] as string });
     }
-    const g = new Map<string, Set<string>>();
+    const g = new Map<string, { live: Set<string>; pending: Set<string> }>();
     for (const [id, v] of ike) {
-      if (!LIVE_IKE.has(v.state)) continue;
-      const s = g.get(v.peer) ?? new Set<string>();
-      s.add(id);
-      g.set(v.peer, s);
+      const live = LIVE_IKE.has(v.state);
+      if (!live && !PENDING_IKE.has(v.state)) continue;
+      const e = g.get(v.peer) ?? { live: new Set<string>(), pending: new Set<string>() };
+      (live ? e.live : e.pending).add(id);
+      g.set(v.peer, e);
     }
     return g;
   }
 
-  /** "node:peer ike=N" for every daemon of `nodes` that holds other than exactly one live IKE SA with another. */
-  duplicates(nodes = this.nodes): string[] {
+  /**
+   * "node:peer ike=N" for every daemon of `nodes` that holds other than exactly one live
+   * IKE SA with another (with `pending`, also one still negotiating).
+   */
+  duplicates(nodes = this.nodes, opts: { pending?: boolean } = {}): string[] {
     const bad: string[] = [];
     for (const n of nodes) {
-      const live = this.liveIkeSas(n);
+      const sas = this.ikeSas(n);
       for (const p of nodes) {
         if (p === n) continue;
-        const i = live.get(p.name)?.size ?? 0;
-        if (i !== 1) bad.push(`${n.name}:${p.name} ike=${i} [${[...(live.get(p.name) ?? [])].join(',')}]`);
+        const e = sas.get(p.name);
+        const live = e?.live.size ?? 0;
+        const pending = opts.pending ? (e?.pending.size ?? 0) : 0;
+        if (live !== 1 || pending > 0)
+          bad.push(`${n.name}:${p.name} ike=${live} [${[...(e?.live ?? [])].join(',')}] pending=${pending}`);
       }
     }
     return bad;
   }
 
   /**
-   * Waits until every pair is consistent and no daemon holds a second IKE SA with
-   * anyone (crossing initiations resolve a moment after both are up); returns when.
+   * Waits until every pair is consistent, no daemon holds a second IKE SA with anyone
+   * or is still negotiating one, and that has held for `quietMs` (longer than the
+   * engine's grace before it deletes a crossing-streams duplicate, 1.5-2.5 s).
+   * Returns when the settled state began (epoch ms).
    */
-  async waitSettled(nodes = this.nodes, timeoutMs = 20_000): Promise<number> {
-    await this.waitAllPairs(nodes, timeoutMs, 50);
-    let dups: string[] = [];
+  async waitSettled(nodes = this.nodes, timeoutMs = 20_000, quietMs = 3000): Promise<number> {
+    let since: number | undefined;
+    let why = '';
     return waitFor(
-      'one IKE SA per pair on every daemon',
+      `one IKE SA per pair on every daemon, stable for ${quietMs} ms`,
       async () => {
-        dups = this.duplicates(nodes);
-        if (dups.length > 0) return undefined;
-        return typeof (await this.waitAllPairs(nodes, 5000, 50)) === 'number' ? Date.now() : undefined;
+        const dups = this.duplicates(nodes, { pending: true });
+        let ok = dups.length === 0;
+        why = dups.join(' ');
+        if (ok) {
+          try {
+            await this.waitAllPairs(nodes, 0, 50);
+          } catch (err) {
+            ok = false;
+            why = (err as Error).message.split('\n').slice(0, 4).join(' ');
+          }
+        }
+        if (!ok) {
+          since = undefined;
+          return undefined;
+        }
+        since ??= Date.now();
+        return Date.now() - since >= quietMs ? since : undefined;
       },
-      { timeoutMs, intervalMs: 100, context: () => `duplicates: ${dups.join(' ')}\n${this.mesh.logs(20)}` },
+      { timeoutMs, intervalMs: 100, context: () => `not settled: ${why}\n${this.mesh.logs(20)}` },
     );
+  }
+
+  /**
+   * When traffic can flow again between a and b: the earliest moment (epoch ms, from the
+   * daemons' own log timestamps) at which both have installed a Child SA of one pair,
+   * a's inbound SPI = b's outbound SPI and the reverse, not before `after`. With the
+   * memory kernel backend this stands in for "ESP flows"; it does not wait for a
+   * crossing-streams duplicate to be cleaned up (either pair carries traffic).
+   */
+  childFlowAt(a: DaemonNode, b: DaemonNode, after = 0): number | undefined {
+    const installs = (n: DaemonNode, peer: string) => {
+      const out = new Map<string, number>();
+      for (const l of this.logLines(n)) {
+        if (l.peer !== peer || typeof l.sa !== 'string' || !/^Child SA \S+ \w+ -> installed$/.test(l.msg)) continue;
+        const at = Date.parse(l.ts);
+        if (at >= after && !out.has(l.sa)) out.set(l.sa, at);
+      }
+      return out;
+    };
+    const ia = installs(a, b.name);
+    const ib = installs(b, a.name);
+    let best: number | undefined;
+    for (const [sa, at] of ia) {
+      const [inb, outb] = sa.split('/');
+      const bt = ib.get(`${outb}/${inb}`);
+      if (bt === undefined) continue;
+      const t = Math.max(at, bt);
+      if (best === undefined || t < best) best = t;
+    }
+    return best;
+  }
+
+  async waitFlow(a: DaemonNode, b: DaemonNode, after: number, timeoutMs = 20_000): Promise<number> {
+    return waitFor(`a Child SA pair installed on ${a.name} and ${b.name}`, () => this.childFlowAt(a, b, after), {
+      timeoutMs,
+      intervalMs: 20,
+      context: () => this.mesh.logs(30),
+    });
   }
 
   /** First log line of the current process of `n` matching, with its time (epoch ms). */
