@@ -499,7 +499,16 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
       while (sampling) {
         const p = peerOf(await status(A), 'cb');
         const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
-        const [pol, sas] = await Promise.all([xfrmPolicyCount('ca'), xfrmStates('ca')]);
+        const [pols, sas] = await Promise.all([
+          sh(`ip -n ca xfrm policy | grep -E '^src|dir' | paste -d ' ' - - | sed 's/  */ /g'`),
+          xfrmStates('ca'),
+        ]);
+        const pol = pols
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.replace(/ priority \d+| ptype main/g, ''))
+          .join('; ');
         const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
         if (now !== last) timeline.push(`+${Date.now() - killAt}ms ${now}`);
         last = now;
