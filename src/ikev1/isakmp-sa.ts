@@ -45,8 +45,8 @@ export interface IsakmpSaHost {
   onIsakmpRekeyDue(sa: IsakmpSa): void;
   /** Whether INITIAL-CONTACT should accompany the first ISAKMP SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
-  /** A Quick Mode completed. */
-  onChildInstalled(sa: IsakmpSa, child: ChildSa): void;
+  /** A Quick Mode completed; `rekeyOf` is the pair our own Quick Mode replaces (rekey initiator only). */
+  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa): void;
   /** Responder: the IKEv1 peers a Main Mode from `remote` may be (address matches first). */
   candidatesFor(remote: Endpoint): PeerPolicy[];
   /** Responder: the IKEv1 peer with this identity (Aggressive Mode). */

@@ -15,6 +15,7 @@ import {
   V1ExchangeType,
 } from '../wire/ikev1/index.js';
 import { onAggressive, respondAggressive1, startAggressive } from './aggressive.js';
+import { Ikev1Duplicates } from './duplicates.js';
 import { deleteChildren, onInformational, probe, sendIsakmpDelete } from './informational.js';
 import { IsakmpSa, type IsakmpSaHost } from './isakmp-sa.js';
 import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
@@ -25,12 +26,15 @@ export interface V1ManagerLimits {
   halfOpenTimeoutMs: number;
   halfOpenPerAddress: number;
   reqidBase: number;
+  /** Delay before a crossing-streams duplicate is deleted (the survivor carries traffic first). */
+  duplicateGraceMs: number;
 }
 
 export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
   halfOpenTimeoutMs: 30_000,
   halfOpenPerAddress: 200,
   reqidBase: 0xc0a78001,
+  duplicateGraceMs: 2000,
 };
 
 const hex = (b: Buffer) => b.toString('hex');
@@ -53,6 +57,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   private nextReqid: number;
   private uidSeq = 0;
   private readonly limits: V1ManagerLimits;
+  private readonly duplicates: Ikev1Duplicates;
 
   constructor(
     readonly env: EngineEnv,
@@ -62,6 +67,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     this.limits = { ...DEFAULT_V1_LIMITS, ...limits };
     this.book = book ?? new PolicyBook(env.kernel);
     this.nextReqid = this.limits.reqidBase;
+    this.duplicates = new Ikev1Duplicates(this, this.limits.duplicateGraceMs);
   }
 
   // ---- configuration -------------------------------------------------------
@@ -141,6 +147,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     // (The responder adopts them when the DELETE for the old SA arrives.)
     const old = sa.replaces;
     sa.replaces = undefined;
+    const renegotiated = old?.isUp === true;
     if (old?.isUp) {
       for (const c of [...old.children.values()]) {
         old.children.delete(c.uid);
@@ -153,9 +160,10 @@ export class Ikev1Manager implements IsakmpSaHost {
         await old.destroy('replaced by a new ISAKMP SA');
       });
       this.env.emit({ type: 'rekey.completed', peer: peer.name, kind: 'ike', version: 1 });
-      return;
     }
-    if (!sa.isInitiator) return;
+    // Crossing streams (or crossing re-negotiations): both ends keep the same ISAKMP SA.
+    this.duplicates.onIsakmpEstablished(peer.name);
+    if (!sa.isInitiator || renegotiated) return;
     const have = new Set(
       this.sasOf(peer.name)
         .filter((o) => !o.replacedBy)
@@ -166,20 +174,18 @@ export class Ikev1Manager implements IsakmpSaHost {
     for (const child of peer.children) if (!have.has(child.name)) void sa.queue.run(() => startQuickMode(sa, child));
   }
 
-  onChildInstalled(sa: IsakmpSa, child: ChildSa): void {
-    // Anything older with the same child name and selectors on this peer is superseded.
-    for (const other of this.sasOf(sa.peerName)) {
-      for (const c of other.children.values()) {
-        if (c === child || c.name !== child.name || (c.state !== 'installed' && c.state !== 'rekeying')) continue;
-        other.transitionChild(c, 'rekeyed', `replaced by ${child.uid}`);
-        c.replacedBy = child.uid;
-        c.timers.rekey?.cancel();
-        if (sa.isInitiator || other !== sa) {
-          // Make-before-break: the new pair carries traffic; delete the old one through the peer.
-          void other.queue.run(() => deleteChildren(other, [c], 'rekeyed'));
-        }
-      }
+  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa): void {
+    // Our own rekey: make-before-break, the new pair carries traffic; delete the old one through the peer.
+    // (The peer cannot tell a rekey from a duplicate: it keeps the old pair until our DELETE arrives.)
+    const other = rekeyOf && this.sasOf(sa.peerName).find((o) => o.children.get(rekeyOf.uid) === rekeyOf);
+    if (rekeyOf && other && (rekeyOf.state === 'installed' || rekeyOf.state === 'rekeying')) {
+      other.transitionChild(rekeyOf, 'rekeyed', `replaced by ${child.uid}`);
+      rekeyOf.replacedBy = child.uid;
+      rekeyOf.timers.rekey?.cancel();
+      void other.queue.run(() => deleteChildren(other, [rekeyOf], 'rekeyed'));
     }
+    // Any other live pair of this child was negotiated independently: a duplicate.
+    this.duplicates.onPairInstalled(sa.peerName, child.name);
   }
 
   onFailure(sa: IsakmpSa, reason: string, phase: 'establish' | 'liveness'): void {
@@ -209,7 +215,8 @@ export class Ikev1Manager implements IsakmpSaHost {
 
   async onIsakmpDeleted(sa: IsakmpSa): Promise<void> {
     const name = sa.peer?.name;
-    const heir = name ? this.established(name).find((o) => o !== sa) : undefined;
+    const others = name ? this.established(name).filter((o) => o !== sa) : [];
+    const heir = others.find((o) => !o.replacedBy) ?? others[0];
     if (heir) {
       for (const c of [...sa.children.values()]) {
         sa.children.delete(c.uid);
@@ -400,8 +407,9 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (!id) return;
     for (const other of this.allSas()) {
       if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id) || !other.isUp) continue;
-      // Made by the peer's current incarnation (established after this SA began).
-      if (other.establishedAt > sa.createdAt || (other.establishedAt === sa.createdAt && other.uid > sa.uid)) continue;
+      // Made by the peer's current incarnation (established after this SA began). At the same
+      // instant it may be the other half of crossing streams: the duplicate rule keeps one of them.
+      if (other.establishedAt >= sa.createdAt) continue;
       this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label, version: 1 });
       other.replacedBy = sa;
       void other.queue.run(() => other.destroy('INITIAL-CONTACT from peer'));
@@ -534,6 +542,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   /** Stops every timer; with `keepKernel` kernel SAs and policies stay (restart handover). */
   async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
     for (const rt of this.peers.values()) rt.retryTimer?.cancel();
+    this.duplicates.close();
     await Promise.all(this.allSas().map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
   }
 }

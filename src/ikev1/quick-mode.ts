@@ -74,6 +74,11 @@ export function quickModePending(sa: IsakmpSa, mid: number): boolean {
   return table(sa).has(mid);
 }
 
+/** Quick Modes under this ISAKMP SA that started but have not installed or failed yet. */
+export function quickModesInFlight(sa: IsakmpSa): number {
+  return sa.state === 'destroyed' ? 0 : table(sa).size;
+}
+
 function hashPayload(data: Buffer): V1Payload {
   return { type: V1PayloadType.HASH, data };
 }
@@ -359,7 +364,7 @@ function keymat(sa: IsakmpSa, st: QuickState, spi: number): DirectionKeys {
   return keys;
 }
 
-/** Installs the negotiated pair; a rekey's old pair is marked rekeyed (the initiator deletes it). */
+/** Installs the negotiated pair; the host retires a rekey's old pair (we initiated it) or resolves duplicates. */
 async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
   const choice = st.choice as Phase2Choice;
   const peer = sa.peer as PeerPolicy;
@@ -385,6 +390,7 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
     rekeyAt: now + Math.max(1000, st.lifetimeMs - margin),
     expireAt: now + st.lifetimeMs,
     minNonce: Buffer.compare(st.ni, st.nr as Buffer) <= 0 ? st.ni : (st.nr as Buffer),
+    initiator: st.role === 'initiator',
     timers: {},
   };
   st.shared?.fill(0);
@@ -403,7 +409,7 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
   sa.scheduleChildTimers(child);
   sa.env.keylog?.('esp_sa', espLine(sa, child, 'in'));
   sa.env.keylog?.('esp_sa', espLine(sa, child, 'out'));
-  sa.host.onChildInstalled(sa, child);
+  sa.host.onChildInstalled(sa, child, st.rekeyOf);
   st.onDone?.(true, 'installed');
 }
 

@@ -31,6 +31,8 @@ export interface ChildSa {
   minNonce: Buffer;
   /** Set on the old SA once a rekey replaced it. */
   replacedBy?: string;
+  /** Whether we initiated the exchange that created it (IKEv1: who deletes a crossing-streams duplicate). */
+  initiator?: boolean;
   timers: { rekey?: Timer; expire?: Timer };
 }
 
