@@ -268,7 +268,7 @@ export class MeshProcs {
    * engine's grace before it deletes a crossing-streams duplicate, 1.5-2.5 s).
    * Returns when the settled state began (epoch ms).
    */
-  async waitSettled(nodes = this.nodes, timeoutMs = 20_000, quietMs = 3000): Promise<number> {
+  async waitSettled(nodes = this.nodes, timeoutMs = 20_000, quietMs = 3000, intervalMs = 100): Promise<number> {
     let since: number | undefined;
     let why = '';
     return waitFor(
@@ -292,7 +292,7 @@ export class MeshProcs {
         since ??= Date.now();
         return Date.now() - since >= quietMs ? since : undefined;
       },
-      { timeoutMs, intervalMs: 100, context: () => `not settled: ${why}\n${this.mesh.logs(20)}` },
+      { timeoutMs, intervalMs, context: () => `not settled: ${why}\n${this.mesh.logs(20)}` },
     );
   }
 
