@@ -186,31 +186,7 @@ export class MeshProcs {
 
   /** JSON log lines written by the current process of `n` (non-JSON lines skipped). */
   logLines(n: DaemonNode): LogLine[] {
-    const from = this.logOffset.get(n) ?? 0;
-    let text: string;
-    try {
-      const size = statSync(this.logFile(n)).size;
-      const buf = Buffer.alloc(Math.max(0, size - from));
-      const fd = openSync(this.logFile(n), 'r');
-      try {
-        readSync(fd, buf, 0, buf.length, from);
-      } finally {
-        closeSync(fd);
-      }
-      text = buf.toString('utf8');
-    } catch {
-      return [];
-    }
-    const out: LogLine[] = [];
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        out.push(JSON.parse(line) as LogLine);
-      } catch {
-        // a partial last line
-      }
-    }
-    return out;
+    return readLogLines(this.logFile(n), this.logOffset.get(n) ?? 0);
   }
 
   /**
@@ -304,26 +280,7 @@ export class MeshProcs {
    * crossing-streams duplicate to be cleaned up (either pair carries traffic).
    */
   childFlowAt(a: DaemonNode, b: DaemonNode, after = 0): number | undefined {
-    const installs = (n: DaemonNode, peer: string) => {
-      const out = new Map<string, number>();
-      for (const l of this.logLines(n)) {
-        if (l.peer !== peer || typeof l.sa !== 'string' || !/^Child SA \S+ \w+ -> installed$/.test(l.msg)) continue;
-        const at = Date.parse(l.ts);
-        if (at >= after && !out.has(l.sa)) out.set(l.sa, at);
-      }
-      return out;
-    };
-    const ia = installs(a, b.name);
-    const ib = installs(b, a.name);
-    let best: number | undefined;
-    for (const [sa, at] of ia) {
-      const [inb, outb] = sa.split('/');
-      const bt = ib.get(`${outb}/${inb}`);
-      if (bt === undefined) continue;
-      const t = Math.max(at, bt);
-      if (best === undefined || t < best) best = t;
-    }
-    return best;
+    return childFlowAt(this.logLines(a), b.name, this.logLines(b), a.name, after);
   }
 
   async waitFlow(a: DaemonNode, b: DaemonNode, after: number, timeoutMs = 20_000): Promise<number> {
@@ -392,4 +349,66 @@ export function report(label: string, figures: Record<string, number | string>):
     .map(([k, v]) => `${k}=${typeof v === 'number' ? Math.round(v) : v}`)
     .join(' ');
   process.stdout.write(`[scenario] ${label}: ${body}\n`);
+}
+
+/** JSON lines of a coatid log (`[log] format = "json"`) from byte `from` on; other lines skipped. */
+export function readLogLines(file: string, from = 0): LogLine[] {
+  let text: string;
+  try {
+    const size = statSync(file).size;
+    const buf = Buffer.alloc(Math.max(0, size - from));
+    const fd = openSync(file, 'r');
+    try {
+      readSync(fd, buf, 0, buf.length, from);
+    } finally {
+      closeSync(fd);
+    }
+    text = buf.toString('utf8');
+  } catch {
+    return [];
+  }
+  const out: LogLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as LogLine);
+    } catch {
+      // a partial last line
+    }
+  }
+  return out;
+}
+
+/**
+ * The earliest moment (epoch ms, from the daemons' log timestamps, not before `after`) at
+ * which daemon A (log `aLines`, its peer entry for B named `bName`) and daemon B have both
+ * installed a Child SA of one pair: A's inbound SPI = B's outbound SPI and the reverse.
+ */
+export function childFlowAt(
+  aLines: LogLine[],
+  bName: string,
+  bLines: LogLine[],
+  aName: string,
+  after = 0,
+): number | undefined {
+  const installs = (lines: LogLine[], peer: string) => {
+    const out = new Map<string, number>();
+    for (const l of lines) {
+      if (l.peer !== peer || typeof l.sa !== 'string' || !/^Child SA \S+ \w+ -> installed$/.test(l.msg)) continue;
+      const at = Date.parse(l.ts);
+      if (at >= after && !out.has(l.sa)) out.set(l.sa, at);
+    }
+    return out;
+  };
+  const ia = installs(aLines, bName);
+  const ib = installs(bLines, aName);
+  let best: number | undefined;
+  for (const [sa, at] of ia) {
+    const [inb, outb] = sa.split('/');
+    const bt = ib.get(`${outb}/${inb}`);
+    if (bt === undefined) continue;
+    const t = Math.max(at, bt);
+    if (best === undefined || t < best) best = t;
+  }
+  return best;
 }
