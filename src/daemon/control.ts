@@ -1,5 +1,6 @@
 import { ControlError } from '../control/errors.js';
 import type { ActionResult, DaemonControl, PeerActionResult, Target } from '../control/types.js';
+import type { IsakmpSa } from '../ikev1/isakmp-sa.js';
 import type { IkeSa } from '../ikev2/ike-sa.js';
 import type { Daemon } from './daemon.js';
 import { statusReport } from './status.js';
@@ -17,17 +18,22 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 /** The admin socket's commands, implemented on the daemon's managers. */
 export function createControl(d: Daemon): DaemonControl {
   const names = (t: Target): string[] => {
-    if ('all' in t) return d.manager.peerNames().sort();
-    if (!d.manager.peer(t.peer))
+    if ('all' in t) return [...d.manager.peerNames(), ...d.v1.peerNames()].sort();
+    if (!d.manager.peer(t.peer) && !d.v1.peer(t.peer)) {
       throw new ControlError('UNKNOWN_PEER', `no peer named "${t.peer}" (see coatictl status)`);
+    }
     return [t.peer];
   };
+  /** The engine that serves a peer (IKEv1 or IKEv2). */
+  const engine = (name: string) => (d.v1.peer(name) ? d.v1 : d.manager);
   const result = (peers: PeerActionResult[], what: string): ActionResult => ({
     ok: peers.every((p) => p.ok),
     message: `${what}: ${peers.filter((p) => p.ok).length}/${peers.length} ok`,
     peers,
   });
   const established = (name: string): IkeSa | undefined => d.manager.established(name)[0];
+  const establishedV1 = (name: string): IsakmpSa | undefined => d.v1.established(name)[0];
+  const isUp = (name: string) => !!(established(name) ?? establishedV1(name));
 
   return {
     async status(peer) {
@@ -48,14 +54,14 @@ export function createControl(d: Daemon): DaemonControl {
       const out: PeerActionResult[] = [];
       await Promise.all(
         names(t).map(async (peer) => {
-          if (established(peer)) {
+          if (isUp(peer)) {
             out.push({ peer, ok: true, message: 'already up' });
             return;
           }
           try {
-            await d.manager.initiate(peer);
-            const up = await waitFor(() => !!established(peer), 15_000);
-            const err = d.manager.peer(peer)?.lastError;
+            await engine(peer).initiate(peer);
+            const up = await waitFor(() => isUp(peer), 15_000);
+            const err = engine(peer).peer(peer)?.lastError;
             out.push({
               peer,
               ok: up,
@@ -72,7 +78,7 @@ export function createControl(d: Daemon): DaemonControl {
     async terminate(t) {
       const out: PeerActionResult[] = [];
       for (const peer of names(t)) {
-        const n = await d.manager.terminate(peer);
+        const n = await engine(peer).terminate(peer);
         out.push({ peer, ok: true, message: n ? `deleted ${n} IKE SA(s)` : 'nothing to delete' });
       }
       return result(out, 'terminate');
@@ -81,6 +87,13 @@ export function createControl(d: Daemon): DaemonControl {
     async rekey(t, kind) {
       const out: PeerActionResult[] = [];
       for (const peer of names(t)) {
+        const v1 = establishedV1(peer);
+        if (v1) {
+          if (kind === 'ike') await d.v1.initiate(peer, v1);
+          else for (const c of [...v1.children.values()]) await v1.queue.run(async () => v1.rekeyChild?.(c));
+          out.push({ peer, ok: true, message: `${kind === 'ike' ? 'phase 1' : 'Quick Mode'} rekey started` });
+          continue;
+        }
         const sa = established(peer);
         if (!sa) {
           out.push({ peer, ok: false, message: 'not established' });
@@ -96,6 +109,12 @@ export function createControl(d: Daemon): DaemonControl {
     async dpd(t) {
       const out = await Promise.all(
         names(t).map(async (peer): Promise<PeerActionResult> => {
+          const v1 = establishedV1(peer);
+          if (v1) {
+            // RFC 3706: one R-U-THERE round; the answer (or the dead-peer action) follows in events and status.
+            v1.probe?.();
+            return { peer, ok: true, message: 'R-U-THERE sent (IKEv1 DPD); the outcome follows in coatictl events' };
+          }
           const sa = established(peer);
           if (!sa) return { peer, ok: false, message: 'not established' };
           const t0 = Date.now();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { diffConfig } from '../config/diff.js';
-import { formatConfigError } from '../config/errors.js';
+import { type ConfigError, formatConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/loader.js';
 import type { Config } from '../config/types.js';
 import type { ControlServer } from '../control/server.js';
@@ -39,6 +39,11 @@ import { IkeSockets, routeSource } from './net.js';
 import { Systemd } from './systemd.js';
 
 export const VERSION = '0.1.0';
+
+/** A config error without its file:line prefix (column and key stay). */
+function locationless(e: ConfigError): string {
+  return `${e.column ? `column ${e.column}: ` : ''}${e.key ? `key "${e.key}": ` : ''}${e.message}`;
+}
 
 export interface DaemonOptions {
   configPath: string;
@@ -313,7 +318,8 @@ export class Daemon {
       });
       return {
         ok: false,
-        errors: r.errors.map((e) => ({ file: e.file, line: e.line, message: formatConfigError(e) })),
+        // The CLI prefixes file:line itself; the message keeps the column and the key.
+        errors: r.errors.map((e) => ({ file: e.file, line: e.line, message: locationless(e) })),
       };
     }
     const d = diffConfig(this.config, r.config);
@@ -335,15 +341,18 @@ export class Daemon {
       this.manager.setPeer(policy);
       if (changed) {
         // New settings take effect through a fresh IKE SA, made before the old one goes.
-        await this.manager.terminate(name);
-      }
-      if (policy.start === 'now') void this.manager.initiate(name).catch(() => {});
+        void this.manager
+          .replace(name)
+          .catch((err) =>
+            this.logger.warn('replacing the SAs of a changed peer failed', { peer: name, error: String(err) }),
+          );
+      } else if (policy.start === 'now') void this.manager.initiate(name).catch(() => {});
       if (policy.start === 'trap') {
         const rt = this.manager.peer(name);
         if (rt) await this.manager.installTraps(rt);
       }
     }
-    this.logger.setLevels?.({ level: r.config.log.default, subsystems: r.config.log.subsystems } as never);
+    this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;
     this.bus.emit({
       type: 'config.reloaded',

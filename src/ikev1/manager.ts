@@ -66,6 +66,15 @@ export class Ikev1Manager implements IsakmpSaHost {
   ) {
     this.limits = { ...DEFAULT_V1_LIMITS, ...limits };
     this.book = book ?? new PolicyBook(env.kernel);
+    // As in IKEv2: while a relationship is wanted (restart) or on demand (trap), its
+    // policies outlive its SAs, so traffic is held instead of leaving in clear text.
+    this.book.addRetainer((reqid) => {
+      const rt = [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
+      if (!rt) return false;
+      return (
+        rt.policy.dpdAction === 'trap' || rt.policy.start === 'trap' || (rt.wantUp && rt.policy.dpdAction === 'restart')
+      );
+    });
     this.nextReqid = this.limits.reqidBase;
     this.duplicates = new Ikev1Duplicates(this, this.limits.duplicateGraceMs);
   }

@@ -11,7 +11,6 @@ import type { PeerPolicy } from '../sa/policy.js';
 import type { EncrChoice, EspSuite, IkeSuite } from '../sa/proposal.js';
 import type { Endpoint } from './env.js';
 
-
 export const CHECKPOINT_VERSION = 1;
 
 export interface TsRecord {

@@ -92,6 +92,8 @@ export class IkeSa {
   lastError: { code: string; message: string; at: number } | undefined;
   /** Key in the manager's half-open table while this responder SA is half-open. */
   halfOpenKey: string | undefined;
+  /** Being replaced after a configuration change: deleted once its successor is up. */
+  retiring = false;
   /** A replacement IKE SA was started because the peer said it lost this one. */
   replacementStarted = false;
   /** Responder SPI of an IKE_SA_INIT response, adopted once the response is accepted. */

@@ -96,6 +96,14 @@ export class Ikev2Manager implements IkeSaHost {
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.book = new PolicyBook(env.kernel, this.limits.policyPriorityBase);
+    this.book.addRetainer((reqid) => {
+      const rt = [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
+      if (!rt) return false;
+      // Never leak: while the relationship is wanted (restart) or on demand (trap), keep the policies.
+      return (
+        rt.policy.dpdAction === 'trap' || rt.policy.start === 'trap' || (rt.wantUp && rt.policy.dpdAction === 'restart')
+      );
+    });
     this.cookies = new CookieJar(env.random, () => env.clock.now());
     this.nextReqid = this.limits.reqidBase;
   }
@@ -454,7 +462,7 @@ export class Ikev2Manager implements IkeSaHost {
       this.startInFlight.add(name);
       this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
         const rt = this.peers.get(name);
-        if (!rt || !rt.wantUp || this.established(name).length || this.connecting(name).length) {
+        if (!rt?.wantUp || this.established(name).length || this.connecting(name).length) {
           this.startDone(name);
           return;
         }
@@ -516,8 +524,38 @@ export class Ikev2Manager implements IkeSaHost {
       rt.retryTimer = undefined;
     }
     const sas = this.sasOf(name);
+    const wasUp = this.established(name).length > 0;
     await Promise.all(sas.map((sa) => sa.queue.run(() => sa.delete('terminated by operator'))));
+    if (wasUp) this.env.emit({ type: 'peer.down', peer: name, reason: 'terminated by operator' });
     return sas.length;
+  }
+
+  /**
+   * Make before break (a changed peer configuration): a new IKE SA with the
+   * current policy is negotiated; the old SAs are deleted once it is up. Old
+   * SAs are marked retiring so the duplicate rule never keeps one of them
+   * over the new one.
+   */
+  async replace(name: string, waitMs = 30_000): Promise<void> {
+    const old = this.sasOf(name);
+    for (const sa of old) sa.retiring = true;
+    const fresh = await this.initiate(name);
+    const start = this.env.clock.now();
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (fresh.state === 'established' || fresh.state === 'destroyed' || this.env.clock.now() - start > waitMs) {
+          resolve();
+          return;
+        }
+        this.env.clock.setTimer(100, check);
+      };
+      check();
+    });
+    if (fresh.state !== 'established') {
+      for (const sa of old) sa.retiring = false;
+      return;
+    }
+    await Promise.all(old.map((sa) => sa.queue.run(() => sa.delete('replaced after a configuration change'))));
   }
 
   sasOf(name: string): IkeSa[] {
@@ -547,7 +585,7 @@ export class Ikev2Manager implements IkeSaHost {
    * which the survivor carries traffic.
    */
   private resolveDuplicates(name: string): void {
-    const sas = this.established(name);
+    const sas = this.established(name).filter((sa) => !sa.retiring);
     if (sas.length < 2) return;
     const rank = (sa: IkeSa) => Buffer.concat([sa.spiI, sa.spiR]);
     const survivor = sas.reduce((a, b) => (Buffer.compare(rank(a), rank(b)) >= 0 ? a : b));

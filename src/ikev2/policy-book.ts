@@ -99,7 +99,24 @@ export class PolicyBook {
   async release(reqid: number, holder: string): Promise<void> {
     const e = this.entries.get(reqid);
     if (!e?.holders.delete(holder)) return;
-    if (e.holders.size === 0 && !e.trap) await this.removeAll(reqid, e);
+    if (e.holders.size > 0 || e.trap) return;
+    if (this.retainers.some((keep) => keep(reqid))) {
+      // The relationship is still wanted (being re-established): the policies stay as
+      // traps, so traffic is held (and raises ACQUIRE) instead of leaving in clear text.
+      e.trap = true;
+      return;
+    }
+    await this.removeAll(reqid, e);
+  }
+
+  /**
+   * Predicates consulted when the last Child SA of a reqid goes: any true
+   * keeps the policies as trap policies. Each engine registers one.
+   */
+  private readonly retainers: ((reqid: number) => boolean)[] = [];
+
+  addRetainer(keep: (reqid: number) => boolean): void {
+    this.retainers.push(keep);
   }
 
   private async removeAll(reqid: number, e: Entry): Promise<void> {

@@ -36,6 +36,18 @@ export interface HeaderFields {
   response: boolean;
 }
 
+/**
+ * a | b in a backing store of its own: sent datagrams are kept for
+ * retransmission (the last response for the SA's lifetime), and a pooled
+ * Buffer.concat would pin an 8 KiB pool slab per SA.
+ */
+function joined(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(a.length + b.length);
+  a.copy(out, 0);
+  b.copy(out, a.length);
+  return out;
+}
+
 export function headerOf(f: HeaderFields): IkeHeader {
   return {
     spiI: f.spiI,
@@ -84,7 +96,7 @@ export class MessageProtector {
     const whole = IKE_HEADER_LENGTH + 4 + sealedLen;
     if (fragmentSize <= 0 || whole <= fragmentSize || f.exchangeType === EXCHANGE.IKE_SA_INIT) {
       const prefix = encodeSkPrefix(header, [], inner.firstType, sealedLen);
-      return [Buffer.concat([prefix, this.out.seal(prefix, inner.bytes)])];
+      return [joined(prefix, this.out.seal(prefix, inner.bytes))];
     }
     // Plaintext per fragment so each datagram stays within fragmentSize.
     const budget = fragmentSize - IKE_HEADER_LENGTH - SKF_HEADER_LENGTH - this.out.overhead - 16;
@@ -92,7 +104,7 @@ export class MessageProtector {
     return parts.map((part, i) => {
       const bodyLen = this.out.sealedLength(part.length);
       const prefix = encodeSkfPrefix(header, i + 1, parts.length, inner.firstType, bodyLen);
-      return Buffer.concat([prefix, this.out.seal(prefix, part)]);
+      return joined(prefix, this.out.seal(prefix, part));
     });
   }
 

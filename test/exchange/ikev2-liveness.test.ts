@@ -56,6 +56,9 @@ describe('liveness and recovery (in-process, fake clock)', () => {
     expect(deadAt).toBeGreaterThan(0);
     expect(deadAt - t0).toBeLessThanOrEqual(10_000 + 5_000 + 500);
     expect(await a.kernel.listSas()).toHaveLength(0); // torn down, re-initiation in progress
+    // ...but never in clear text: the policies stay (as traps) while the peer is re-established.
+    const policies = await a.kernel.listPolicies();
+    expect(policies.filter((p) => p.dir === 'out' && p.templates.length > 0)).toHaveLength(1);
     b.up = true; // heal
     const healAt = m.clock.now();
     let upAt = 0;
