@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Mesh, type Node, peerPolicy } from '../helpers/ike-pair.js';
 import {
-  bootFrom,
   checkpointing,
   checkpointOf,
   crashRestart,

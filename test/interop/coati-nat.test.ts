@@ -8,7 +8,6 @@
  * captured on coati's own link; finally a delete from one side clears the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
 import { Lab, type Netns, waitFor } from '../harness/netns.js';
@@ -102,7 +101,7 @@ describe('interop coati ↔ charon through a NAT', () => {
             const p = await coati.peer('charon');
             const live = (await charon.listSas()).filter((s) => s.state === 'ESTABLISHED');
             const kids = live[0]?.children.filter((c) => c.state === 'INSTALLED') ?? [];
-            if (!p?.ike || p.ike.state !== 'established' || p.children.length !== 1 || live.length !== 1) return;
+            if (p?.ike?.state !== 'established' || p.children.length !== 1 || live.length !== 1) return;
             if (kids.length !== 1 || !live[0] || !kids[0]) return;
             const cv = coatiView(p);
             const sv = charonView(live[0], kids[0]);

@@ -10,7 +10,6 @@
  * the other removes its SAs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import type { ConnSpec } from '../harness/swanctl-conf.js';

@@ -80,7 +80,7 @@ async function settled(
       const sas = (await charon.listSas()).filter((s) => s.conn === 'coati');
       const installed = p?.children.filter((c) => c.state === 'installed') ?? [];
       last = `coati: ${JSON.stringify(p)}\ncharon: ${JSON.stringify(sas.map((s) => ({ ...s, raw: undefined })))}`;
-      if (!p?.ike || p.ike.state !== 'established' || installed.length !== 1 || p.children.length !== 1) return;
+      if (p?.ike?.state !== 'established' || installed.length !== 1 || p.children.length !== 1) return;
       // charon keeps replaced SAs listed for a while (REKEYED/DELETING IKE SAs, DELETED
       // CHILD_SAs until delete_rekeyed_delay): count only live ones.
       const live = sas.filter((s) => s.state === 'ESTABLISHED');
@@ -93,7 +93,7 @@ async function settled(
       const kids = ike?.children.filter((c) => c.state !== 'DELETED') ?? [];
       if (!ike || kids.length !== 1) return;
       const child = kids[0];
-      if (!child || child.state !== 'INSTALLED') return;
+      if (child?.state !== 'INSTALLED') return;
       const cv = coatiView(p);
       const sv = charonView(ike, child);
       if (disagreements(cv, sv).length > 0) {
