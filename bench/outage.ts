@@ -249,8 +249,8 @@ async function charonRun(t: PairTopology, scenario: Scenario): Promise<Result> {
     return {
       impl: 'charon',
       scenario,
-      outageMs: stats.longestGapMs,
-      recoveryMs: resumedAt - refAt,
+      outageMs: Math.round(stats.longestGapMs),
+      recoveryMs: Math.round(resumedAt - refAt),
       ikeSas: sas,
     };
   } finally {
