@@ -44,6 +44,13 @@ export interface IkeSaKeyParams {
   spiR: Buffer;
 }
 
+/** A copy outside the Buffer pool (long-lived key material). */
+function ownedCopy(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}
+
 function checkSpis(spiI: Buffer, spiR: Buffer): void {
   if (spiI.length !== 8 || spiR.length !== 8) {
     throw new CoatiError('INVALID_KEY_LENGTH', 'IKE SPIs must be 8 bytes each');
@@ -58,9 +65,12 @@ function expand(skeyseed: Buffer, p: IkeSaKeyParams): IkeSaKeys {
   const eLen = encrKeyMaterialSize(p.encr, p.keyLen);
   const total = 3 * prfLen + 2 * aLen + 2 * eLen;
   const stream = prfPlus(prfD, skeyseed, [p.ni, p.nr, p.spiI, p.spiR], total);
+  // The keys live as long as the SA: they share one backing store of their own
+  // (a pooled copy per key pins an 8 KiB Buffer pool slab each).
+  const store = ownedCopy(stream);
   let off = 0;
   const take = (n: number): Buffer => {
-    const b = Buffer.from(stream.subarray(off, off + n));
+    const b = store.subarray(off, off + n);
     off += n;
     return b;
   };
@@ -135,7 +145,8 @@ export function deriveChildKeys(p: {
   const e = p.encrKeyLen;
   const a = p.integKeyLen;
   const stream = prfPlus(p.prf, p.skD, seed, 2 * (e + a));
-  const part = (off: number, n: number): Buffer => Buffer.from(stream.subarray(off, off + n));
+  const store = ownedCopy(stream);
+  const part = (off: number, n: number): Buffer => store.subarray(off, off + n);
   const keys = new ChildSaKeys(
     new DirectionKeys(part(0, e), part(e, a)),
     new DirectionKeys(part(e + a, e), part(2 * e + a, a)),
