@@ -11,11 +11,18 @@ export class Reader {
   /** Label used in error messages (current payload/structure). */
   where: string | undefined;
 
+  /**
+   * With `views`, bytes() and rest() return views into `buf` instead of copies:
+   * for a `buf` that the caller owns and never reuses (see `ownedCopy`). One
+   * copy per message instead of one per field, and a kept field pins only its
+   * message, not an 8 KiB Buffer pool slab.
+   */
   constructor(
     readonly buf: Uint8Array,
     start = 0,
     end = buf.length,
     where?: string,
+    readonly views = false,
   ) {
     if (start < 0 || end > buf.length || start > end) {
       throw new MalformedMessageError(`range ${start}..${end} outside buffer of ${buf.length}`, start, where);
@@ -69,7 +76,9 @@ export class Reader {
   /** Returns a copy of the next n bytes (safe to keep after the input buffer is reused). */
   bytes(n: number, what = 'bytes'): Buffer {
     this.need(n, what);
-    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
+    const out = this.views
+      ? Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos, n)
+      : Buffer.from(this.buf.subarray(this.pos, this.pos + n));
     this.pos += n;
     return out;
   }
@@ -90,13 +99,20 @@ export class Reader {
   /** A sub-reader over the next n bytes; this reader advances past them. */
   sub(n: number, where: string | undefined = this.where): Reader {
     this.need(n, where ?? 'sub-structure');
-    const r = new Reader(this.buf, this.pos, this.pos + n, where);
+    const r = new Reader(this.buf, this.pos, this.pos + n, where, this.views);
     this.pos += n;
     return r;
   }
   expectEnd(what = 'structure'): void {
     if (this.pos !== this.end) this.fail(`${this.end - this.pos} trailing byte(s) after ${what}`);
   }
+}
+
+/** A copy of `b` in a backing store of its own (outside the Buffer pool). */
+export function ownedCopy(b: Uint8Array): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  c.set(b);
+  return c;
 }
 
 /** Growable big-endian writer producing canonical bytes. */
@@ -165,8 +181,8 @@ export class Writer {
   patchU8(at: number, v: number): void {
     this.buf[at] = v & 0xff;
   }
-  /** Returns a copy of the bytes written so far. */
+  /** Returns a copy of the bytes written so far (outside the Buffer pool: encoded messages are often kept). */
   finish(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
+    return ownedCopy(this.buf.subarray(0, this.pos));
   }
 }

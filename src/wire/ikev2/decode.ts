@@ -3,7 +3,7 @@
  * bounds-checked; every failure is a MalformedMessageError (or its subclass
  * UnsupportedCriticalPayloadError) naming the payload and absolute offset.
  */
-import { Reader } from '../cursor.js';
+import { ownedCopy, Reader } from '../cursor.js';
 import { safeDecode } from '../errors.js';
 import {
   CRITICAL_FLAG,
@@ -96,7 +96,8 @@ function chain(r: Reader, firstType: number, allowEncrypted: boolean, prefix = '
  */
 export function decodeMessage(buf: Uint8Array): IkeMessage {
   return safeDecode('IKEv2 message', () => {
-    const r = new Reader(buf, 0, buf.length, 'IKE header');
+    // One private copy of the datagram; the decoded fields are views into it.
+    const r = new Reader(ownedCopy(buf), 0, buf.length, 'IKE header', true);
     const header = readHeader(r);
     if (header.majorVersion !== IKE_MAJOR_VERSION) r.fail(`major version ${header.majorVersion} is not 2`, 17);
     if (header.length !== buf.length) r.fail(`header length ${header.length} != datagram length ${buf.length}`, 24);
@@ -112,6 +113,6 @@ export function decodeMessage(buf: Uint8Array): IkeMessage {
  */
 export function decodePayloadChain(buf: Uint8Array, firstType: number, where = 'SK'): Payload[] {
   return safeDecode(where, () => {
-    return chain(new Reader(buf, 0, buf.length, where), firstType, false, `${where}/`);
+    return chain(new Reader(ownedCopy(buf), 0, buf.length, where, true), firstType, false, `${where}/`);
   });
 }
