@@ -3,6 +3,7 @@
  * its own process (so one bench's JIT state and heap do not colour the next).
  *
  *   crypto        node dist/bench/crypto.js 0.3
+ *   wire          node dist/bench/wire.js 0.3
  *   kernel-xfrm   node dist/bench/kernel-xfrm.js         (root only: needs netns + XFRM)
  *   handshake     node dist/bench/handshake.js --k 50 --seconds 1   (root only)
  *
@@ -19,6 +20,7 @@ const extra = process.argv.slice(2);
 
 const benches: { name: string; args: string[]; needsRoot: boolean }[] = [
   { name: 'crypto', args: [join(HERE, 'crypto.js'), '0.3'], needsRoot: false },
+  { name: 'wire', args: [join(HERE, 'wire.js'), '0.3'], needsRoot: false },
   { name: 'kernel-xfrm', args: [join(HERE, 'kernel-xfrm.js')], needsRoot: true },
   {
     name: 'handshake',
