@@ -383,6 +383,8 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     this.systemd.stopping();
+    // Nothing new while stopping: an SA accepted now would be dropped without a Delete.
+    this.manager.refuseNewSas();
     this.checkpoint?.stop();
     if (opts.keepKernel) {
       // Hand over: finish in-flight exchanges briefly, write the state, leave the kernel as it is.

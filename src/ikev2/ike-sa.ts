@@ -527,6 +527,9 @@ export class IkeSa {
     for (const child of this.children.values()) {
       if (!opts.keepKernel) await uninstallChild(this.env.kernel, this.host.book, child, this.local, this.remote);
       destroyChildSecrets(child);
+      if (child.state !== 'destroyed') {
+        this.transitionChild(child, 'destroyed', opts.keepKernel ? `${reason} (kernel SAs kept)` : reason);
+      }
     }
     this.children.clear();
     this.keys?.destroy();

@@ -515,6 +515,15 @@ export class Ikev2Manager implements IkeSaHost {
     return sa;
   }
 
+  /** Stopping: new IKE_SA_INIT requests are no longer answered (peers retry elsewhere or later). */
+  refuseNewSas(): void {
+    this.acceptingInit = false;
+    for (const rt of this.peers.values()) {
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+    }
+  }
+
   /** Deletes the peer's IKE SAs through the peer and stops wanting it up. */
   async terminate(name: string): Promise<number> {
     const rt = this.peers.get(name);
