@@ -139,10 +139,15 @@ export async function statusReport(args: {
   version: string;
   peer?: string;
 }): Promise<StatusReport> {
-  const names = args.peer ? [args.peer] : args.manager.peerNames().sort();
-  const peers = (await Promise.all(names.map((n) => peerStatus(args.manager, args.kernel, n)))).filter(
-    (p): p is PeerStatus => !!p,
-  );
+  const managers: AnyManager[] = args.v1 ? [args.manager, args.v1] : [args.manager];
+  const peers: PeerStatus[] = [];
+  for (const m of managers) {
+    for (const n of (args.peer ? [args.peer] : m.peerNames()).filter((name) => m.peer(name))) {
+      const p = await peerStatus(m, args.kernel, n);
+      if (p) peers.push(p);
+    }
+  }
+  peers.sort((a, b) => a.name.localeCompare(b.name));
   const now = Date.now();
   return {
     host: hostname(),
