@@ -26,9 +26,9 @@ export function createControl(d: Daemon): DaemonControl {
   };
   /** The engine that serves a peer (IKEv1 or IKEv2). */
   const engine = (name: string) => (d.v1.peer(name) ? d.v1 : d.manager);
-  const result = (peers: PeerActionResult[], what: string): ActionResult => ({
+  const result = (peers: PeerActionResult[], _what: string): ActionResult => ({
     ok: peers.every((p) => p.ok),
-    message: `${what}: ${peers.filter((p) => p.ok).length}/${peers.length} ok`,
+    message: `${peers.filter((p) => p.ok).length}/${peers.length} ok`,
     peers,
   });
   const established = (name: string): IkeSa | undefined => d.manager.established(name)[0];

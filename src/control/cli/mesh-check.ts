@@ -59,8 +59,13 @@ export function checkMesh(reports: StatusReport[]): MeshResult {
   // Index hosts by every key they can be recognised by.
   const byKey = new Map<string, number>();
   const addressOf = new Map<string, number>();
+  // A host name is a key only when it is unique among the reports: daemons in
+  // namespaces of one machine (tests, the demo) share it but differ by address and identity.
+  const hostCount = new Map<string, number>();
+  for (const r of reports) hostCount.set(norm(r.host), (hostCount.get(norm(r.host)) ?? 0) + 1);
   reports.forEach((r, idx) => {
-    const keys = new Set([r.host, ...r.peers.map((p) => p.localId)].map(norm));
+    const hostKey = (hostCount.get(norm(r.host)) ?? 0) > 1 ? [] : [r.host];
+    const keys = new Set([...hostKey, ...r.peers.map((p) => p.localId)].map(norm));
     for (const a of r.localAddresses) addressOf.set(norm(a), idx);
     for (const k of keys) {
       const other = byKey.get(k);
