@@ -52,19 +52,22 @@ const MAX_SKEW_MS = 5 * 60 * 1000;
 
 const norm = (s: string) => s.trim().toLowerCase();
 
-export function checkMesh(reports: StatusReport[]): MeshResult {
+export function checkMesh(input: StatusReport[]): MeshResult {
+  // Shared host names (namespaces of one machine) get their first address for a label.
+  const named = new Map<string, number>();
+  for (const r of input) named.set(norm(r.host), (named.get(norm(r.host)) ?? 0) + 1);
+  const reports = input.map((r) =>
+    (named.get(norm(r.host)) ?? 0) > 1 && r.localAddresses[0] ? { ...r, host: `${r.host}/${r.localAddresses[0]}` } : r,
+  );
   const issues: MeshIssue[] = [];
   const issue = (i: MeshIssue) => issues.push(i);
 
   // Index hosts by every key they can be recognised by.
   const byKey = new Map<string, number>();
   const addressOf = new Map<string, number>();
-  // A host name is a key only when it is unique among the reports: daemons in
-  // namespaces of one machine (tests, the demo) share it but differ by address and identity.
-  const hostCount = new Map<string, number>();
-  for (const r of reports) hostCount.set(norm(r.host), (hostCount.get(norm(r.host)) ?? 0) + 1);
+  // A host name shared by several reports is not an identity (see the labels above).
   reports.forEach((r, idx) => {
-    const hostKey = (hostCount.get(norm(r.host)) ?? 0) > 1 ? [] : [r.host];
+    const hostKey = (named.get(norm(input[idx]?.host ?? '')) ?? 0) > 1 ? [] : [r.host];
     const keys = new Set([...hostKey, ...r.peers.map((p) => p.localId)].map(norm));
     for (const a of r.localAddresses) addressOf.set(norm(a), idx);
     for (const k of keys) {
