@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     const small = mine[0];
     const large = mine[mine.length - 1];
     if (!small || !large || small === large) continue;
-    const row: Record<string, string | number> = { mode, [`N`]: `${large.n}/${small.n}` };
+    const row: Record<string, string | number> = { mode, N: `${large.n}/${small.n}` };
     for (const m of METRICS) row[m] = Number((large[m] / small[m]).toFixed(2));
     for (const p of PHASES) row[`${p}Sys`] = Number((large.cpu[p].sysUs / small.cpu[p].sysUs).toFixed(2));
     // Dumps: per listed entry.
