@@ -96,46 +96,49 @@ describe.each(SAS.map((s) => [`${s.log} ${s.conn}|${s.saId}`, s] as const))('%s'
     ).toEqual(sa.octetsR);
   });
 
-  test.runIf(sa.psk !== undefined)('PSK AUTH values match the log', () => {
-    const psk = sa.psk ?? Buffer.alloc(0);
-    expect(psk.toString()).toBe('rig-test-psk-v2-NOT-A-SECRET');
-    expect(pskAuth(s.prf, psk, sa.octetsI)).toEqual(sa.pskAuthI);
-    expect(pskAuth(s.prf, psk, sa.octetsR)).toEqual(sa.pskAuthR);
-    expect(verifyPskAuth(s.prf, psk, sa.octetsI, sa.pskAuthI ?? Buffer.alloc(0))).toBe(true);
-    expect(verifyPskAuth(s.prf, Buffer.from('wrong'), sa.octetsI, sa.pskAuthI ?? Buffer.alloc(0))).toBe(false);
-  });
+  // Only SAs whose log carries the data get these tests (no skipped tests).
+  if (sa.psk !== undefined)
+    test('PSK AUTH values match the log', () => {
+      const psk = sa.psk ?? Buffer.alloc(0);
+      expect(psk.toString()).toBe('rig-test-psk-v2-NOT-A-SECRET');
+      expect(pskAuth(s.prf, psk, sa.octetsI)).toEqual(sa.pskAuthI);
+      expect(pskAuth(s.prf, psk, sa.octetsR)).toEqual(sa.pskAuthR);
+      expect(verifyPskAuth(s.prf, psk, sa.octetsI, sa.pskAuthI ?? Buffer.alloc(0))).toBe(true);
+      expect(verifyPskAuth(s.prf, Buffer.from('wrong'), sa.octetsI, sa.pskAuthI ?? Buffer.alloc(0))).toBe(false);
+    });
 
-  test.runIf(sa.child !== undefined)('CHILD_SA keys from SK_d and the nonces match the log', () => {
-    const c = sa.child!;
-    expect(c.seed).toEqual(Buffer.concat([sa.ni, sa.nr]));
-    const espEncr = s.encr;
-    const espInteg = s.integ;
-    const child = deriveChildKeys({
-      prf: s.prf,
-      skD: keys.skD,
-      ni: sa.ni,
-      nr: sa.nr,
-      encrKeyLen: encrKeyMaterialSize(espEncr, s.keyLen),
-      integKeyLen: integKeyMaterialSize(espInteg),
+  if (sa.child !== undefined)
+    test('CHILD_SA keys from SK_d and the nonces match the log', () => {
+      const c = sa.child!;
+      expect(c.seed).toEqual(Buffer.concat([sa.ni, sa.nr]));
+      const espEncr = s.encr;
+      const espInteg = s.integ;
+      const child = deriveChildKeys({
+        prf: s.prf,
+        skD: keys.skD,
+        ni: sa.ni,
+        nr: sa.nr,
+        encrKeyLen: encrKeyMaterialSize(espEncr, s.keyLen),
+        integKeyLen: integKeyMaterialSize(espInteg),
+      });
+      expect(child.initiatorToResponder.encKey).toEqual(c.encI);
+      expect(child.responderToInitiator.encKey).toEqual(c.encR);
+      if (espInteg) {
+        expect(child.initiatorToResponder.integKey).toEqual(c.integI);
+        expect(child.responderToInitiator.integKey).toEqual(c.integR);
+      }
+      const alg = espSaAlgorithms({
+        encr: espEncr,
+        keyBits: s.keyLen,
+        integ: espInteg,
+        encKey: child.initiatorToResponder.encKey,
+        integKey: child.initiatorToResponder.integKey,
+      });
+      if ('aead' in alg) expect(alg.aead).toMatchObject({ name: 'rfc4106(gcm(aes))', icvBits: 128 });
+      else expect(alg.auth).toMatchObject({ name: 'hmac(sha256)', truncBits: 128 });
+      child.destroy();
+      expect(child.initiatorToResponder.encKey.every((b) => b === 0)).toBe(true);
     });
-    expect(child.initiatorToResponder.encKey).toEqual(c.encI);
-    expect(child.responderToInitiator.encKey).toEqual(c.encR);
-    if (espInteg) {
-      expect(child.initiatorToResponder.integKey).toEqual(c.integI);
-      expect(child.responderToInitiator.integKey).toEqual(c.integR);
-    }
-    const alg = espSaAlgorithms({
-      encr: espEncr,
-      keyBits: s.keyLen,
-      integ: espInteg,
-      encKey: child.initiatorToResponder.encKey,
-      integKey: child.initiatorToResponder.integKey,
-    });
-    if ('aead' in alg) expect(alg.aead).toMatchObject({ name: 'rfc4106(gcm(aes))', icvBits: 128 });
-    else expect(alg.auth).toMatchObject({ name: 'hmac(sha256)', truncBits: 128 });
-    child.destroy();
-    expect(child.initiatorToResponder.encKey.every((b) => b === 0)).toBe(true);
-  });
 });
 
 /** Every encrypted message of an IKE SA, decrypted, with what is needed to re-seal it. */
