@@ -27,6 +27,8 @@ export interface ChildSa {
   createdAt: number;
   rekeyAt: number;
   expireAt: number;
+  /** Inbound byte counter at the last liveness look (ESP received counts as liveness). */
+  inBytesSeen?: bigint;
   /** Lowest nonce of the exchange that created it (rekey collisions, RFC 7296 2.8.1). */
   minNonce: Buffer;
   /** Set on the old SA once a rekey replaced it. */

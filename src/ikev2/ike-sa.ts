@@ -471,22 +471,28 @@ export class IkeSa {
   }
 
   /** Kernel counters of our inbound ESP SAs count as inbound traffic. */
+  /**
+   * ESP received counts as inbound traffic. Linux sets `use_time` once, at the
+   * first packet, so growth of the inbound SA's byte counter since the last
+   * check is what tells that the peer is still sending.
+   */
   private async kernelSawInbound(): Promise<boolean> {
     let seen = false;
     for (const c of this.children.values()) {
-      if (c.state !== 'installed' && c.state !== 'rekeying') continue;
+      if (c.state !== 'installed' && c.state !== 'rekeying' && c.state !== 'rekeyed') continue;
       try {
         const info = await this.env.kernel.getSa({ dst: this.local.addr, spi: c.spiIn, proto: 'esp' });
-        const use = info?.counters.useTime ?? 0;
-        if (use * 1000 > this.lastInboundAt) {
-          this.lastInboundAt = Math.min(this.env.clock.now(), use * 1000);
+        const bytes = info?.counters.bytes ?? 0n;
+        if (bytes > (c.inBytesSeen ?? 0n)) {
+          c.inBytesSeen = bytes;
           seen = true;
         }
       } catch {
         // Counters unavailable: fall back to an IKE probe.
       }
     }
-    return seen && this.env.clock.now() - this.lastInboundAt < (this.peer?.dpdDelayMs ?? 0);
+    if (seen) this.lastInboundAt = this.env.clock.now();
+    return seen;
   }
 
   private armKeepalive(): void {
@@ -507,6 +513,23 @@ export class IkeSa {
           ? 'liveness'
           : 'exchange'
         : 'establish';
+    if (phase === 'liveness') {
+      // Not dead if anything authenticated (IKE, or ESP by the kernel's counters) came in
+      // while the probe was out: a lost probe answer is not a lost peer.
+      void this.queue.run(async () => {
+        if (this.state === 'destroyed') return;
+        if (this.lastInboundAt > this.lastLivenessAt || (await this.kernelSawInbound())) {
+          this.armDpd();
+          return;
+        }
+        this.declareTimeout(task, phase);
+      });
+      return;
+    }
+    this.declareTimeout(task, phase);
+  }
+
+  private declareTimeout(task: string, phase: 'establish' | 'liveness' | 'exchange'): void {
     this.lastError = { code: 'TIMEOUT', message: `${task}: no response after retransmits`, at: this.env.clock.now() };
     this.host.onFailure(this, `${task} timed out`, phase);
   }

@@ -186,3 +186,42 @@ describe('liveness and recovery (in-process, fake clock)', () => {
     }
   }, 120_000);
 });
+
+describe('liveness counts ESP, not only IKE', () => {
+  it('a peer whose ESP keeps arriving is not declared dead while its IKE answers are lost', async () => {
+    const m = mesh(2, 7, { dpdDelayMs: 10_000, dpdTimeoutMs: 5_000 });
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    await a.manager.initiate('n2');
+    await m.settle();
+    const sa = a.manager.established('n2')[0]!;
+    const inbound = [...sa.children.values()][0]!;
+    // From now on b's IKE never reaches a, but its ESP does (the kernel counts it).
+    m.filter = (w) => w.from.addr !== b.addr;
+    for (let t = 0; t < 60; t++) {
+      a.kernel.simulateTraffic({ dst: a.addr, spi: inbound.spiIn, proto: 'esp' }, 1000, 10);
+      await m.advance(1000);
+    }
+    expect(a.events.some((e) => e.type === 'liveness.dead')).toBe(false);
+    expect(a.manager.established('n2')[0]).toBe(sa);
+  });
+
+  it('an authenticated message that arrives while a probe is out keeps the peer alive', async () => {
+    const m = mesh(2, 7, { dpdDelayMs: 10_000, dpdTimeoutMs: 4_000 });
+    const [a, b] = [m.node('n1'), m.node('n2')];
+    await a.manager.initiate('n2');
+    await m.settle();
+    const sa = a.manager.established('n2')[0]!;
+    const sb = b.manager.established('n1')[0]!;
+    // Only a's liveness requests and their answers are lost; b's own liveness check gets through.
+    m.filter = (w) =>
+      !(w.data[18] === 37 && w.data.length < 120 && (w.from.addr === a.addr) !== (((w.data[19] ?? 0) & 0x20) !== 0));
+    const probe = sa.probe();
+    await m.advance(1000);
+    const theirs = sb.probe(); // b -> a request: authenticated inbound for a during a's probe
+    await m.advance(6000);
+    await theirs;
+    expect(await probe).toBe('dead'); // the probe itself got no answer...
+    expect(a.events.some((e) => e.type === 'liveness.dead')).toBe(false); // ...but the peer is not dead
+    expect(a.manager.established('n2')[0]).toBe(sa);
+  });
+});

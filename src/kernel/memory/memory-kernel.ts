@@ -336,7 +336,8 @@ export class MemoryKernel implements KernelIpsec {
     if (!e || e.larval) throw new Error(`simulateTraffic: no installed ${describeSa(id)}`);
     e.sa.counters.bytes += BigInt(bytes);
     e.sa.counters.packets += BigInt(packets);
-    e.sa.counters.useTime = Math.floor(this.now() / 1000);
+    // As Linux (xfrm_state_check_expire): use_time is the time of the FIRST use, never updated.
+    if (!e.sa.counters.useTime) e.sa.counters.useTime = Math.floor(this.now() / 1000);
     const l = e.sa.lifetime ?? {};
     const c = e.sa.counters;
     if (
