@@ -6,7 +6,7 @@ import {
   type PrfFn,
   payloadChainLength,
 } from '../crypto/ikev1/index.js';
-import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from '../ikev2/child-sa.js';
+import { type ChildSa, destroyChildSecrets, inboundEspSeen, spiHex, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import type { PolicyBook } from '../ikev2/policy-book.js';
 import { DEFAULT_RETRANSMIT, retransmitTimeout } from '../ikev2/retransmit.js';
@@ -415,19 +415,11 @@ export class IsakmpSa {
     this.probe?.();
   }
 
-  /** Kernel counters of our inbound ESP SAs count as inbound traffic. */
+  /** ESP received (the kernel's inbound byte counters grew) counts as inbound traffic. */
   private async kernelSawInbound(): Promise<boolean> {
-    for (const c of this.children.values()) {
-      if (c.state !== 'installed' && c.state !== 'rekeying') continue;
-      try {
-        const info = await this.env.kernel.getSa({ dst: this.local.addr, spi: c.spiIn, proto: 'esp' });
-        const use = (info?.counters.useTime ?? 0) * 1000;
-        if (use > this.lastInboundAt) this.lastInboundAt = Math.min(this.env.clock.now(), use);
-      } catch {
-        // Counters unavailable: fall back to a probe.
-      }
-    }
-    return this.env.clock.now() - this.lastInboundAt < (this.peer?.dpdDelayMs ?? 0);
+    const seen = await inboundEspSeen(this.env.kernel, this.local.addr, this.children.values());
+    if (seen) this.lastInboundAt = this.env.clock.now();
+    return seen;
   }
 
   private armKeepalive(): void {

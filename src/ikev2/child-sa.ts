@@ -193,3 +193,30 @@ export function destroyChildSecrets(child: ChildSa): void {
   child.keysIn.destroy();
   child.keysOut.destroy();
 }
+
+/**
+ * ESP received counts as inbound traffic (liveness): true when any inbound SA
+ * of these children counted more bytes than at the last look. Linux sets
+ * `use_time` only at the first packet, so counters are the signal.
+ */
+export async function inboundEspSeen(
+  kernel: KernelIpsec,
+  localAddr: string,
+  children: Iterable<ChildSa>,
+): Promise<boolean> {
+  let seen = false;
+  for (const c of children) {
+    if (c.state !== 'installed' && c.state !== 'rekeying' && c.state !== 'rekeyed') continue;
+    try {
+      const info = await kernel.getSa({ dst: localAddr, spi: c.spiIn, proto: 'esp' });
+      const bytes = info?.counters.bytes ?? 0n;
+      if (bytes > (c.inBytesSeen ?? 0n)) {
+        c.inBytesSeen = bytes;
+        seen = true;
+      }
+    } catch {
+      // Counters unavailable: the caller falls back to a probe.
+    }
+  }
+  return seen;
+}

@@ -8,7 +8,7 @@ import { type Timer, withJitter } from '../util/clock.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import { checkExchangeRules, EXCHANGE, type IkeMessage, isNotify, name, type Payload } from '../wire/ikev2/index.js';
-import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from './child-sa.js';
+import { type ChildSa, destroyChildSecrets, inboundEspSeen, spiHex, uninstallChild } from './child-sa.js';
 import type { Endpoint, EngineEnv } from './env.js';
 import { CreateChildTask, respondCreateChild } from './exchanges/create-child.js';
 import { respondIkeAuth } from './exchanges/ike-auth.js';
@@ -477,20 +477,7 @@ export class IkeSa {
    * check is what tells that the peer is still sending.
    */
   private async kernelSawInbound(): Promise<boolean> {
-    let seen = false;
-    for (const c of this.children.values()) {
-      if (c.state !== 'installed' && c.state !== 'rekeying' && c.state !== 'rekeyed') continue;
-      try {
-        const info = await this.env.kernel.getSa({ dst: this.local.addr, spi: c.spiIn, proto: 'esp' });
-        const bytes = info?.counters.bytes ?? 0n;
-        if (bytes > (c.inBytesSeen ?? 0n)) {
-          c.inBytesSeen = bytes;
-          seen = true;
-        }
-      } catch {
-        // Counters unavailable: fall back to an IKE probe.
-      }
-    }
+    const seen = await inboundEspSeen(this.env.kernel, this.local.addr, this.children.values());
     if (seen) this.lastInboundAt = this.env.clock.now();
     return seen;
   }
