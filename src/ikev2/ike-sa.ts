@@ -92,6 +92,8 @@ export class IkeSa {
   lastError: { code: string; message: string; at: number } | undefined;
   /** Key in the manager's half-open table while this responder SA is half-open. */
   halfOpenKey: string | undefined;
+  /** The IKE SA that took over this one's children (IKE SA rekey). */
+  successor: IkeSa | undefined;
   /** Being replaced after a configuration change: deleted once its successor is up. */
   retiring = false;
   /** A replacement IKE SA was started because the peer said it lost this one. */
@@ -591,6 +593,17 @@ export class IkeSa {
 
   /** Rekeys a Child SA make-before-break: the new pair is installed before the old one is deleted. */
   async rekeyChild(old: ChildSa): Promise<void> {
+    // The child may have moved to the IKE SA that replaced this one (IKE SA rekey).
+    if (!this.children.has(old.uid)) {
+      const next = this.successor;
+      if (next && next.state !== 'destroyed') void next.queue.run(() => next.rekeyChild(old));
+      return;
+    }
+    if (this.state === 'rekeying') {
+      // An IKE SA rekey is in flight: rekey the child on whichever SA owns it afterwards.
+      this.env.clock.setTimer(1000, () => void this.queue.run(() => this.rekeyChild(old)));
+      return;
+    }
     if (old.state !== 'installed' || this.state === 'destroyed' || this.state === 'deleting') return;
     const policy = this.peer?.children.find((c) => c.name === old.name);
     if (!policy) return;

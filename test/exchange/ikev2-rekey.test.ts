@@ -184,3 +184,25 @@ describe('IKEv2 Child SA key directions (RFC 7296 2.17)', () => {
     expect(fresh.keysIn.encKey.equals(km.responderToInitiator.encKey)).toBe(true);
   });
 });
+
+describe('IKEv2 rekeying: a Child SA rekey requested during an IKE SA rekey', () => {
+  it('runs on the IKE SA that owns the child afterwards (no TEMPORARY_FAILURE, no lost child)', async () => {
+    const { m, a, b } = two();
+    await up(m, a);
+    const sa = a.manager.established('b')[0]!;
+    const child = childOf(sa)[0]!;
+    await sa.queue.run(() => sa.rekeyIke());
+    await sa.queue.run(() => sa.rekeyChild(child)); // queued behind the IKE rekey on the old SA
+    await m.settle();
+    await m.advance(3000);
+    const [fresh] = a.manager.established('b');
+    expect(fresh).not.toBe(sa);
+    const installed = childOf(fresh).filter((c) => c.state === 'installed');
+    expect(installed).toHaveLength(1);
+    expect(installed[0]!.spiIn).not.toBe(child.spiIn);
+    const peer = childOf(b.manager.established('a')[0]).filter((c) => c.state === 'installed');
+    expect(peer).toHaveLength(1);
+    expect(peer[0]!.spiOut).toBe(installed[0]!.spiIn);
+    expect(await a.kernel.listSas()).toHaveLength(2);
+  });
+});

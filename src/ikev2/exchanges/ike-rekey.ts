@@ -72,6 +72,7 @@ function spawn(
  * rekeyed IKE SA and the hard expiry would drop the child without a Delete.
  */
 function moveChildren(from: IkeSa, to: IkeSa): void {
+  from.successor = to;
   for (const [uid, c] of from.children) {
     to.children.set(uid, c);
     if (c.state !== 'destroyed') to.scheduleChildTimers(c);
