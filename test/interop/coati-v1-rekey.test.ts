@@ -92,8 +92,15 @@ describe('interop coati ↔ charon: IKEv1 rekeys', () => {
     const reauthed = await waitFor(
       'charon to re-authenticate phase 1',
       async () => {
-        const s = await charon.waitChild('coati', 'net').catch(() => undefined);
-        return s && s.ike.initiatorSpi !== first.ike.initiatorSpi ? s : undefined;
+        // Any established ISAKMP SA with new cookies and an installed CHILD_SA: charon can list
+        // the old SA first while it re-authenticates (every few seconds with these lifetimes).
+        for (const ike of await charon.listSas()) {
+          if (ike.conn !== 'coati' || ike.state !== 'ESTABLISHED' || ike.initiatorSpi === first.ike.initiatorSpi)
+            continue;
+          const child = ike.children.find((c) => c.name === 'net' && c.state === 'INSTALLED');
+          if (child) return { ike, child };
+        }
+        return undefined;
       },
       { timeoutMs: 40_000, intervalMs: 200, context },
     );
