@@ -159,12 +159,13 @@ export class Daemon {
       logger: this.logger.child({ subsystem: 'control' }),
     });
     await this.startMetrics(c);
-    await this.manager.start({
-      maxConcurrent: c.startup.maxConcurrentInitiations,
-      jitterMs: c.startup.initiationJitterMs,
-    });
-    log.notice(`coatid ${VERSION} started`, { peers: this.manager.peerNames().length, kernel: this.kernel.name });
-    this.systemd.ready(`${this.manager.peerNames().length} peers`);
+    const pacing = { maxConcurrent: c.startup.maxConcurrentInitiations, jitterMs: c.startup.initiationJitterMs };
+    await this.manager.start(pacing);
+    // IKEv1 peers with start = "now" / "trap" (they were only brought up by a reload before).
+    await this.v1.start(pacing);
+    const peers = this.manager.peerNames().length + this.v1.peerNames().length;
+    log.notice(`coatid ${VERSION} started`, { peers, kernel: this.kernel.name });
+    this.systemd.ready(`${peers} peers`);
   }
 
   private get checkpointPath(): string {

@@ -17,8 +17,14 @@ import type { StatusReport } from '../../src/control/types.js';
 import { HarnessError, type Lab, type Netns, type Proc, run, waitFor } from '../harness/netns.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const COATID = join(ROOT, 'dist', 'src', 'daemon', 'coatid.js');
-export const COATICTL = join(ROOT, 'dist', 'src', 'control', 'cli', 'coatictl.js');
+/**
+ * The compiled daemon and CLI: `dist/` by default, or a private build in `$COATI_DIST`
+ * (`npx tsc -p . --outDir /tmp/x`), so that a rebuild of the shared `dist/` in the
+ * middle of a run cannot swap half of the modules under a daemon being restarted.
+ */
+const DIST = process.env.COATI_DIST ?? join(ROOT, 'dist');
+export const COATID = join(DIST, 'src', 'daemon', 'coatid.js');
+export const COATICTL = join(DIST, 'src', 'control', 'cli', 'coatictl.js');
 
 /** Fails with the command that fixes it when the compiled daemon is missing. */
 export function requireBuilt(): void {
@@ -43,6 +49,11 @@ export interface MeshOptions {
   /** Subnet prefix for the nodes (x.y.z.<i>); default 10.78.0. */
   prefix?: string;
   backend?: 'memory' | 'xfrm';
+  /**
+   * IKE version of every peer (default 2). With 1 the peers get `version = 1` and
+   * IKEv1 proposals (one algorithm of each kind: Main Mode + Quick Mode with PFS).
+   */
+  version?: 1 | 2;
   /** Extra lines for the [defaults] section (every peer). */
   defaults?: string;
   /** Extra main-config sections for one node (e.g. `[metrics]`). */
@@ -128,7 +139,7 @@ initiation_jitter = "100ms"
 local_address = "${n.addr}"
 local_id = "fqdn:${n.name}.test"
 psk_file = "secrets/mesh.psk"
-ike_proposals = "aes256gcm16-prfsha256-x25519"
+${this.opts.version === 1 ? 'version = 1\nike_proposals = "aes256-sha256-x25519"' : 'ike_proposals = "aes256gcm16-prfsha256-x25519"'}
 esp_proposals = "aes256gcm16-x25519"
 start = "now"
 dpd_delay = "30s"
