@@ -72,9 +72,21 @@ export interface PeerStatus {
   lastInboundAt?: string;
   lastLivenessCheckAt?: string;
   livenessFailures: number;
+  /** The IKE SA the relationship runs on (the established one, else the newest). */
   ike?: IkeSaStatus;
+  /** The Child SAs of `ike`. */
   children: ChildSaStatus[];
+  /**
+   * Every other IKE SA with this peer, with its Child SAs: a predecessor being
+   * rekeyed or deleted, a handshake in progress, or a duplicate. Absent from
+   * reports of older daemons.
+   */
+  otherIkeSas?: OtherIkeSaStatus[];
   lastError?: PeerError;
+}
+
+export interface OtherIkeSaStatus extends IkeSaStatus {
+  children: ChildSaStatus[];
 }
 
 export interface StatusReport {

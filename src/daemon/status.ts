@@ -31,7 +31,6 @@ function ikeStatus(sa: IkeSa): IkeSaStatus {
 /** ISAKMP SA (IKEv1): cookies stand where IKEv2 has SPIs; phase 1 has no message IDs to show. */
 function isakmpStatus(sa: IsakmpSa): IkeSaStatus {
   const s = sa.suite;
-  const hash = s ? s.hash.replace('sha', 'sha') : '';
   const ke: Record<number, string> = {
     14: 'modp2048',
     15: 'modp3072',
@@ -45,7 +44,7 @@ function isakmpStatus(sa: IsakmpSa): IkeSaStatus {
     spiR: sa.cookieR.toString('hex'),
     role: sa.isInitiator ? 'initiator' : 'responder',
     state: sa.state,
-    algorithms: s ? `aes${s.keyLen}/${hash}/${ke[s.group] ?? `group${s.group}`}` : '',
+    algorithms: s ? `aes${s.keyLen}/${s.hash}/${ke[s.group] ?? `group${s.group}`}` : '',
     establishedAt: iso(sa.establishedAt),
     rekeyAt: iso(sa.rekeyAt),
     expiresAt: iso(sa.expireAt),
@@ -102,13 +101,17 @@ export async function peerStatus(m: AnyManager, kernel: KernelIpsec, name: strin
   if (!rt) return undefined;
   const p = rt.policy;
   const trapped = [...rt.reqids.values()].some((r) => m.book.isTrapped(r));
-  const sa: AnySa | undefined = m.established(name)[0] ?? m.sasOf(name)[0];
+  const all: AnySa[] = m.sasOf(name);
+  const sa: AnySa | undefined = m.established(name)[0] ?? all[all.length - 1];
   const v2 = sa && 'tm' in sa ? sa : undefined;
-  const children = sa
-    ? await Promise.all(
-        [...sa.children.values()].filter((c) => c.state !== 'destroyed').map((c) => childStatus(kernel, sa, c)),
-      )
-    : [];
+  const childrenOf = (x: AnySa) =>
+    Promise.all([...x.children.values()].filter((c) => c.state !== 'destroyed').map((c) => childStatus(kernel, x, c)));
+  const children = sa ? await childrenOf(sa) : [];
+  const others = await Promise.all(
+    all
+      .filter((x) => x !== sa)
+      .map(async (x) => ({ ...('tm' in x ? ikeStatus(x) : isakmpStatus(x)), children: await childrenOf(x) })),
+  );
   const err = sa?.lastError ?? rt.lastError;
   return {
     name,
@@ -126,6 +129,7 @@ export async function peerStatus(m: AnyManager, kernel: KernelIpsec, name: strin
       ? { ike: 'tm' in sa ? ikeStatus(sa) : isakmpStatus(sa) }
       : {}),
     children,
+    ...(others.length ? { otherIkeSas: others } : {}),
     ...(err ? { lastError: { code: err.code, message: err.message, at: iso(err.at) } } : {}),
   };
 }

@@ -86,6 +86,31 @@ describe('coatictl against a running server', () => {
     expect(report.peers[0]?.children[0]?.bytesIn).toBe('18446744073709551615');
   });
 
+  it('status shows every other IKE SA of a relationship (a rekey predecessor, a duplicate) with its Child SAs', async () => {
+    const db1 = fake.peers[0];
+    if (!db1?.ike || !db1.children[0]) throw new Error('fixture shape');
+    db1.otherIkeSas = [
+      {
+        ...db1.ike,
+        spiI: 'aaaaaaaaaaaaaaaa',
+        spiR: 'bbbbbbbbbbbbbbbb',
+        state: 'rekeying',
+        establishedAt: new Date(FAKE_NOW - 3_600_000).toISOString(),
+        children: [{ ...db1.children[0], spiIn: 'c1000000', spiOut: 'c2000000', state: 'rekeyed' }],
+      },
+    ];
+    const table = await run(['status']);
+    expect(table.out.split('\n').find((l) => l.startsWith('db1 '))).toContain('established 3m12s ago (+1)');
+    const r = await run(['status', 'db1']);
+    expect(r.out).toContain('  other IKE SA 1 of 1:');
+    expect(r.out).toContain('aaaaaaaaaaaaaaaa_i bbbbbbbbbbbbbbbb_r (initiator)');
+    expect(r.out).toMatch(/rekeying, aes256gcm16\/prfsha256\/x25519/);
+    expect(r.out).toMatch(/db1-net\s+rekeyed\s+c1000000_i c2000000_o/);
+    // the primary IKE SA and its child still come first
+    expect(r.out.indexOf('0123456789abcdef_i')).toBeLessThan(r.out.indexOf('aaaaaaaaaaaaaaaa_i'));
+    expect(r.out.indexOf('c1000001_i')).toBeLessThan(r.out.indexOf('other IKE SA'));
+  });
+
   it('status of an unknown peer exits 1 with the daemon message', async () => {
     const r = await run(['status', 'nope']);
     expect(r.code).toBe(1);

@@ -92,6 +92,35 @@ describe('mesh-check: analysis', () => {
     expect(kinds(checkMesh([web1, web1]), 'error')).toContain('duplicate-host');
   });
 
+  it('flags two established IKE SAs inside one relationship: a warning while young, an error once old', async () => {
+    const [web1, db1] = await load(consistent.slice(0, 2));
+    const wd = web1?.peers.find((p) => p.name === 'db1');
+    if (!web1 || !db1 || !wd?.ike || !wd.children[0]) throw new Error('fixture shape');
+    const report = Date.parse(web1.generatedAt);
+    const dup = (agoMs: number, state = 'established') => ({
+      ...(wd.ike as NonNullable<typeof wd.ike>),
+      spiI: '3333333333333333',
+      state,
+      establishedAt: new Date(report - agoMs).toISOString(),
+      children: [],
+    });
+    wd.otherIkeSas = [dup(10_000, 'rekeying')]; // a predecessor being rekeyed is no duplicate
+    expect(checkMesh([web1, db1]).issues.filter((i) => i.kind === 'duplicate-ike')).toEqual([]);
+    wd.otherIkeSas = [dup(10_000)]; // crossing streams still settling
+    let r = checkMesh([web1, db1]);
+    expect(kinds(r, 'warning').filter((k) => k !== 'unmatched-peer')).toEqual(['duplicate-ike']);
+    expect(r.ok).toBe(true);
+    wd.otherIkeSas = [dup(120_000)];
+    r = checkMesh([web1, db1]);
+    expect(kinds(r, 'error')).toEqual(['duplicate-ike']);
+    expect(r.issues.find((i) => i.kind === 'duplicate-ike')?.message).toBe(
+      'web1: peer db1 has 2 established IKE SAs (1111111111111111_i, 3333333333333333_i), the newest 120 s old',
+    );
+    // A Child SA for the same selectors installed under the other IKE SA is a duplicate child too.
+    wd.otherIkeSas = [{ ...dup(10_000, 'deleting'), children: [{ ...wd.children[0], spiIn: 'c1000009' }] }];
+    expect(kinds(checkMesh([web1, db1]), 'error')).toEqual(['duplicate-child']);
+  });
+
   it('warns when reports were taken far apart', async () => {
     const reports = await load(consistent);
     if (reports[0]) reports[0].generatedAt = '2024-05-01T13:00:00.000Z';

@@ -3,6 +3,7 @@ import type {
   ActionResult,
   ChildSaStatus,
   ControlEvent,
+  IkeSaStatus,
   PeerState,
   PeerStatus,
   ReloadResult,
@@ -118,7 +119,8 @@ export function renderStatus(report: StatusReport, nowMs: number, colour: boolea
     p.remotePort === 500 || p.remotePort === 4500 ? p.address : `${p.address}:${p.remotePort}`,
     `v${p.version}`,
     p.state,
-    p.ike ? `${p.ike.state} ${relative(p.ike.establishedAt, nowMs)}` : '-',
+    (p.ike ? `${p.ike.state} ${relative(p.ike.establishedAt, nowMs)}` : '-') +
+      (p.otherIkeSas?.length ? ` (+${p.otherIkeSas.length})` : ''),
     childSummary(p.children),
     p.children.length
       ? `${formatBytes(sumCounters(p.children.map((c) => c.bytesIn)))}/${formatBytes(sumCounters(p.children.map((c) => c.bytesOut)))}`
@@ -152,22 +154,30 @@ export function renderPeerDetail(report: StatusReport, p: PeerStatus, nowMs: num
       paint(`${p.lastError.code}: ${p.lastError.message} (${relative(p.lastError.at, nowMs)})`, 'red', colour),
     );
   }
-  if (p.ike) {
-    const ike = p.ike;
-    out.push('  IKE SA:');
+  const ikeSa = (title: string, ike: IkeSaStatus) => {
+    out.push(`  ${title}:`);
     kv('  SPIs', `${ike.spiI}_i ${ike.spiR}_r (${ike.role})`);
     kv('  state', `${ike.state}, ${ike.algorithms}`);
     kv('  established', relative(ike.establishedAt, nowMs));
     kv('  rekey', `${relative(ike.rekeyAt, nowMs)}, expires ${relative(ike.expiresAt, nowMs)}`);
-    kv('  message IDs', `out ${ike.messageIdOut}, in ${ike.messageIdIn}`);
-  } else {
-    out.push('  IKE SA:          none');
+    if (p.version === 2) kv('  message IDs', `out ${ike.messageIdOut}, in ${ike.messageIdIn}`);
+  };
+  if (p.ike) ikeSa('IKE SA', p.ike);
+  else out.push('  IKE SA:          none');
+  childTable(out, p.children, nowMs);
+  for (const [i, other] of (p.otherIkeSas ?? []).entries()) {
+    ikeSa(`other IKE SA ${i + 1} of ${p.otherIkeSas?.length}`, other);
+    childTable(out, other.children, nowMs);
   }
-  if (p.children.length === 0) {
+  return `${out.join('\n')}\n`;
+}
+
+function childTable(out: string[], children: ChildSaStatus[], nowMs: number): void {
+  if (children.length === 0) {
     out.push('  Child SAs:       none');
   } else {
     out.push('  Child SAs:');
-    const rows = p.children.map((c) => [
+    const rows = children.map((c) => [
       c.name,
       c.state,
       `${c.spiIn}_i ${c.spiOut}_o`,
@@ -181,7 +191,6 @@ export function renderPeerDetail(report: StatusReport, p: PeerStatus, nowMs: num
     const t = table(['NAME', 'STATE', 'SPIS', 'MODE', 'ALGS', 'TS', 'IN / OUT', 'USED', 'REKEY'], rows);
     out.push(...t.split('\n').map((l) => `    ${l}`));
   }
-  return `${out.join('\n')}\n`;
 }
 
 export function renderAction(verb: string, r: ActionResult, colour: boolean): string {

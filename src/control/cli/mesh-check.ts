@@ -180,7 +180,10 @@ function checkPair(
           .join(', ')}`,
       });
     }
-    for (const p of xy) checkDuplicateChildren(X.host, p, hosts, issue);
+    for (const p of xy) {
+      checkDuplicateIke(X, p, hosts, issue);
+      checkDuplicateChildren(X.host, p, hosts, issue);
+    }
   }
 
   const pa = primary(ab);
@@ -224,9 +227,32 @@ function checkPair(
   checkChildren(B.host, pb, A.host, pa, hosts, issue);
 }
 
+/**
+ * Two established IKE SAs inside one relationship (the peer's `otherIkeSas`).
+ * Crossing streams and rekeys legitimately overlap for a few seconds, so a
+ * pair younger than DUPLICATE_GRACE_MS is a warning; older, an error.
+ */
+const DUPLICATE_GRACE_MS = 60_000;
+
+function checkDuplicateIke(X: StatusReport, p: PeerStatus, hosts: string[], issue: (i: MeshIssue) => void): void {
+  const up = [p.ike, ...(p.otherIkeSas ?? [])].filter((s) => s?.state === 'established');
+  if (up.length < 2) return;
+  const newest = Math.max(...up.map((s) => Date.parse(s?.establishedAt ?? '') || 0));
+  const ageMs = (Date.parse(X.generatedAt) || Date.now()) - newest;
+  issue({
+    kind: 'duplicate-ike',
+    severity: ageMs > DUPLICATE_GRACE_MS ? 'error' : 'warning',
+    hosts,
+    peer: p.name,
+    message: `${X.host}: peer ${p.name} has ${up.length} established IKE SAs (${up
+      .map((s) => `${s?.spiI}_i`)
+      .join(', ')}), the newest ${Math.round(ageMs / 1000)} s old`,
+  });
+}
+
 function checkDuplicateChildren(host: string, p: PeerStatus, hosts: string[], issue: (i: MeshIssue) => void): void {
   const seen = new Map<string, string>();
-  for (const c of p.children) {
+  for (const c of [...p.children, ...(p.otherIkeSas ?? []).flatMap((o) => o.children)]) {
     if (c.state !== 'installed') continue;
     const key = `${c.name}|${[...c.localTs].sort().join(',')}|${[...c.remoteTs].sort().join(',')}`;
     const prev = seen.get(key);
