@@ -30,13 +30,13 @@ import type { MemSample, PeerDone, PeerSetup } from './handshake-peer.js';
 import { ViciClient } from './vici.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ADDR_A = '198.51.100.1';
-const ADDR_B = '198.51.100.2';
+export const ADDR_A = '198.51.100.1';
+export const ADDR_B = '198.51.100.2';
 // Protected subnets behind A and B. Host-to-host tunnel selectors on the IKE
 // addresses themselves are refused by charon (route "conflicts with IKE traffic").
-const NET_A = '10.1';
-const NET_B = '10.2';
-const PSK = 'bench-psk-0123456789abcdef0123456789';
+export const NET_A = '10.1';
+export const NET_B = '10.2';
+export const PSK = 'bench-psk-0123456789abcdef0123456789';
 const CLK_TCK = 100;
 
 // ---- arguments ------------------------------------------------------------------
@@ -51,9 +51,9 @@ export interface HandshakeBenchOptions {
   out?: string;
 }
 
-type Scenario = 'coati' | 'charon' | 'mixed';
+export type Scenario = 'coati' | 'charon' | 'mixed';
 
-function parseArgs(argv: string[]): HandshakeBenchOptions {
+export function parseArgs(argv: string[]): HandshakeBenchOptions {
   const o: HandshakeBenchOptions = {
     ks: [100, 500],
     seconds: 3,
@@ -80,7 +80,7 @@ function parseArgs(argv: string[]): HandshakeBenchOptions {
 
 // ---- results --------------------------------------------------------------------
 
-interface SideFigures {
+export interface SideFigures {
   impl: 'coati' | 'charon';
   role: 'initiator' | 'responder';
   cpuS: number;
@@ -116,7 +116,7 @@ export interface RunResult {
  * `lo`: charon's kernel-libipsec installs a route per Child SA whose source must
  * be a local address inside the local traffic selector (else TS_UNACCEPTABLE).
  */
-async function pair(lab: Lab, tag: string, k: number): Promise<{ a: Netns; b: Netns }> {
+export async function pair(lab: Lab, tag: string, k: number): Promise<{ a: Netns; b: Netns }> {
   const a = await lab.netns(`${tag}a`);
   const b = await lab.netns(`${tag}b`);
   await lab.link(a, b, { aName: 'wan0', bName: 'wan0', a: [`${ADDR_A}/24`], b: [`${ADDR_B}/24`] });
@@ -130,7 +130,7 @@ async function pair(lab: Lab, tag: string, k: number): Promise<{ a: Netns; b: Ne
   return { a, b };
 }
 
-async function udpRcvbufErrors(ns: Netns): Promise<number> {
+export async function udpRcvbufErrors(ns: Netns): Promise<number> {
   const r = await ns.exec(['cat', '/proc/net/snmp']);
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('Udp:'));
   const head = lines[0]?.split(/\s+/) ?? [];
@@ -138,19 +138,19 @@ async function udpRcvbufErrors(ns: Netns): Promise<number> {
   return Number(vals[head.indexOf('RcvbufErrors')] ?? 0);
 }
 
-function procCpuS(pid: number): number {
+export function procCpuS(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields after the comm: state(3) ... utime(14) stime(15) -> indices 11, 12 here.
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
-function procRss(pid: number): number {
+export function procRss(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * 1024;
 }
 
-function waitMsg<T>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+export function waitMsg<T>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
   return new Promise((resolve_, reject) => {
     const t = setTimeout(() => {
       child.off('message', on);
@@ -177,7 +177,7 @@ function forkPeer(opts: HandshakeBenchOptions, label: string): ChildProcess {
   return fork(join(HERE, 'handshake-peer.js'), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
-async function stopPeer(child: ChildProcess): Promise<void> {
+export async function stopPeer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.send({ type: 'exit' });
@@ -186,7 +186,7 @@ async function stopPeer(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-const CHARON_OPTS: CharonOptions = {
+export const CHARON_OPTS: CharonOptions = {
   // Silence: coati logs nothing in the bench either.
   logLevels: { default: -1, ike: -1, knl: -1, cfg: -1, net: -1, enc: -1, job: -1, mgr: -1, lib: -1 },
   settings: {
@@ -244,12 +244,12 @@ async function waitCharons(clients: ViciClient[], k: number, deadline: number): 
   }
 }
 
-async function countInstalled(c: Charon): Promise<number> {
+export async function countInstalled(c: Charon): Promise<number> {
   const sas = await c.listSas();
   return sas.filter((s) => s.state === 'ESTABLISHED' && s.children.some((ch) => ch.state === 'INSTALLED')).length;
 }
 
-function setupMsg(role: 'initiator' | 'responder', k: number, ns: Netns, deadlineS: number): PeerSetup {
+export function setupMsg(role: 'initiator' | 'responder', k: number, ns: Netns, deadlineS: number): PeerSetup {
   const ini = role === 'initiator';
   return {
     type: 'setup',
@@ -265,7 +265,7 @@ function setupMsg(role: 'initiator' | 'responder', k: number, ns: Netns, deadlin
   };
 }
 
-function finishRun(r: Omit<RunResult, 'perSecondWall' | 'perCpuSecond'>): RunResult {
+export function finishRun(r: Omit<RunResult, 'perSecondWall' | 'perCpuSecond'>): RunResult {
   const cpu = r.sides.reduce((s, x) => s + x.cpuS, 0);
   return { ...r, perSecondWall: r.k / r.wallS, perCpuSecond: r.k / cpu };
 }
@@ -462,13 +462,13 @@ async function runMixed(lab: Lab, k: number, runNo: number, o: HandshakeBenchOpt
 
 // ---- report -----------------------------------------------------------------------
 
-const median = (xs: number[]) => {
+export const median = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
   const m = s.length >> 1;
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
-interface Summary {
+export interface Summary {
   scenario: Scenario;
   k: number;
   runs: number;
@@ -487,7 +487,7 @@ interface Summary {
   retransmits: number;
 }
 
-function summarize(results: RunResult[]): Summary[] {
+export function summarize(results: RunResult[]): Summary[] {
   const groups = new Map<string, RunResult[]>();
   for (const r of results) {
     const key = `${r.scenario}|${r.k}`;
@@ -523,11 +523,15 @@ function summarize(results: RunResult[]): Summary[] {
   return out;
 }
 
-const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '-');
-const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
-const kb = (n: number) => (Number.isFinite(n) ? `${(n / 1024).toFixed(1)}` : '-');
+export const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '-');
+export const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
+export const kb = (n: number) => (Number.isFinite(n) ? `${(n / 1024).toFixed(1)}` : '-');
 
-const NAMES: Record<Scenario, string> = { coati: 'coati->coati', charon: 'charon->charon', mixed: 'coati->charon' };
+export const NAMES: Record<Scenario, string> = {
+  coati: 'coati->coati',
+  charon: 'charon->charon',
+  mixed: 'coati->charon',
+};
 
 export interface Ratios {
   k: number;
@@ -539,7 +543,7 @@ export interface Ratios {
   targetCeilingMet?: boolean;
 }
 
-function ratios(summaries: Summary[], ceiling: number): Ratios[] {
+export function ratios(summaries: Summary[], ceiling: number): Ratios[] {
   const ks = [...new Set(summaries.map((s) => s.k))];
   return ks.map((k) => {
     const c = summaries.find((s) => s.k === k && s.scenario === 'coati');

@@ -6,6 +6,7 @@
  *   wire          node dist/bench/wire.js 0.3
  *   kernel-xfrm   node dist/bench/kernel-xfrm.js         (root only: needs netns + XFRM)
  *   handshake     node dist/bench/handshake.js --k 50 --seconds 1   (root only)
+ *   handshake-v1  node dist/bench/handshake-v1.js --k 20 --seconds 1   (root only; IKEv1 Main + Quick Mode)
  *
  * Extra arguments are passed to the handshake bench (e.g. `-- --k 100,500`).
  * Exits non-zero if any bench failed.
@@ -25,6 +26,11 @@ const benches: { name: string; args: string[]; needsRoot: boolean }[] = [
   {
     name: 'handshake',
     args: [join(HERE, 'handshake.js'), ...(extra.length ? extra : ['--k', '50', '--seconds', '1'])],
+    needsRoot: true,
+  },
+  {
+    name: 'handshake-v1',
+    args: [join(HERE, 'handshake-v1.js'), '--k', '20', '--seconds', '1'],
     needsRoot: true,
   },
 ];

@@ -14,7 +14,7 @@ const CMD_REQUEST = 0;
 const CMD_RESPONSE = 1;
 const CMD_UNKNOWN = 2;
 
-function encodeMsg(msg: ViciMsg, out: Buffer[]): void {
+export function encodeMsg(msg: ViciMsg, out: Buffer[]): void {
   for (const [k, v] of Object.entries(msg)) {
     const key = Buffer.from(k);
     if (typeof v === 'string') {
@@ -39,7 +39,7 @@ function encodeMsg(msg: ViciMsg, out: Buffer[]): void {
   }
 }
 
-function decodeMsg(buf: Buffer): ViciMsg {
+export function decodeMsg(buf: Buffer): ViciMsg {
   const root: ViciMsg = {};
   const stack: ViciMsg[] = [root];
   let list: string[] | undefined;
