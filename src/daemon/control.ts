@@ -109,16 +109,13 @@ export function createControl(d: Daemon): DaemonControl {
     async dpd(t) {
       const out = await Promise.all(
         names(t).map(async (peer): Promise<PeerActionResult> => {
+          // IKEv1: one RFC 3706 R-U-THERE round (retransmitted within the DPD timeout).
           const v1 = establishedV1(peer);
-          if (v1) {
-            // RFC 3706: one R-U-THERE round; the answer (or the dead-peer action) follows in events and status.
-            v1.probe?.();
-            return { peer, ok: true, message: 'R-U-THERE sent (IKEv1 DPD); the outcome follows in coatictl events' };
-          }
-          const sa = established(peer);
-          if (!sa) return { peer, ok: false, message: 'not established' };
+          const v2 = v1 ? undefined : established(peer);
+          const probe = v1 ? v1.probe : v2 ? () => v2.probe() : undefined;
+          if (!probe) return { peer, ok: false, message: 'not established' };
           const t0 = Date.now();
-          const r = await sa.probe();
+          const r = await probe();
           return r === 'alive'
             ? { peer, ok: true, liveness: 'alive', rttMs: Date.now() - t0 }
             : { peer, ok: false, liveness: 'dead', message: 'no answer within the DPD timeout' };

@@ -75,10 +75,15 @@ export function sendIsakmpDelete(sa: IsakmpSa): void {
   ]);
 }
 
-/** One DPD round: R-U-THERE, repeated within the timeout, then the peer is dead. */
-export function probe(sa: IsakmpSa): void {
+/**
+ * One DPD round: R-U-THERE, repeated within the timeout, then the peer is dead.
+ * Resolves with the verdict; a call while a round is in flight waits for that round.
+ */
+export function probe(sa: IsakmpSa): Promise<'alive' | 'dead'> {
   const peer = sa.peer;
-  if (!peer || !sa.isUp || sa.dpd.timer) return;
+  if (!peer || !sa.isUp) return Promise.resolve('dead');
+  const verdict = new Promise<'alive' | 'dead'>((resolve) => sa.dpd.waiters.push(resolve));
+  if (sa.dpd.timer) return verdict;
   const schedule = livenessSchedule(peer.dpdTimeoutMs);
   sa.dpd.tries = 0;
   sa.dpd.outstanding.clear();
@@ -96,17 +101,19 @@ export function probe(sa: IsakmpSa): void {
     ]);
     sa.dpd.timer = sa.env.clock.setTimer(schedule.baseMs, () => {
       sa.dpd.timer = undefined;
-      if (!sa.isUp) return;
+      if (!sa.isUp) return sa.settleDpd('dead');
       if (sa.dpd.tries < schedule.tries) {
         sa.dpd.tries++;
         round();
         return;
       }
       sa.recordError('TIMEOUT', 'DPD: no R-U-THERE-ACK');
+      sa.settleDpd('dead');
       sa.host.onFailure(sa, 'DPD: no R-U-THERE-ACK', 'liveness');
     });
   };
   round();
+  return verdict;
 }
 
 /** Every Informational message addressed to this SA. */
@@ -170,9 +177,7 @@ function onDpd(sa: IsakmpSa, p: Extract<V1Payload, { type: 11 }>): void {
     return;
   }
   if (!sa.dpd.outstanding.has(d.dpd.sequence)) return sa.drop(`DPD: unexpected ACK sequence ${d.dpd.sequence}`);
-  sa.dpd.outstanding.clear();
-  sa.dpd.timer?.cancel();
-  sa.dpd.timer = undefined;
+  sa.settleDpd('alive');
   sa.env.emit({ type: 'liveness.ok', version: 1, peer: sa.peerName, seq: d.dpd.sequence });
   sa.armDpd();
 }

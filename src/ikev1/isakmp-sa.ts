@@ -121,10 +121,18 @@ export class IsakmpSa {
   /** Set on a re-negotiated ISAKMP SA (initiator): the SA it supersedes. */
   replaces: IsakmpSa | undefined;
   lastError: { code: string; message: string; at: number } | undefined;
-  dpd: { seqOut: number; outstanding: Set<number>; timer?: Timer; tries: number } = {
+  dpd: {
+    seqOut: number;
+    outstanding: Set<number>;
+    timer?: Timer;
+    tries: number;
+    /** Callers waiting for the verdict of the DPD round in flight. */
+    waiters: ((r: 'alive' | 'dead') => void)[];
+  } = {
     seqOut: 0,
     outstanding: new Set(),
     tries: 0,
+    waiters: [],
   };
   private readonly flights = new Map<number, Flight>();
   private childSeq = 0;
@@ -404,15 +412,25 @@ export class IsakmpSa {
     });
   }
 
-  /** Set by informational.ts: sends one R-U-THERE round. */
-  probe: (() => void) | undefined;
+  /** Set by informational.ts: one R-U-THERE round (or joins the one in flight); resolves with its verdict. */
+  probe: (() => Promise<'alive' | 'dead'>) | undefined;
+
+  /** Ends the DPD round in flight: its waiters learn the verdict. */
+  settleDpd(verdict: 'alive' | 'dead'): void {
+    this.dpd.timer?.cancel();
+    this.dpd.timer = undefined;
+    this.dpd.outstanding.clear();
+    const waiters = this.dpd.waiters;
+    this.dpd.waiters = [];
+    for (const w of waiters) w(verdict);
+  }
 
   private async onDpdDue(): Promise<void> {
     const peer = this.peer;
     if (!peer || !this.isUp || this.dpd.timer) return;
     if (this.env.clock.now() - this.lastInboundAt < peer.dpdDelayMs) return this.armDpd();
     if (await this.kernelSawInbound()) return this.armDpd();
-    this.probe?.();
+    void this.probe?.();
   }
 
   /** ESP received (the kernel's inbound byte counters grew) counts as inbound traffic. */
@@ -438,7 +456,7 @@ export class IsakmpSa {
     if (this.state === 'destroyed') return;
     for (const t of Object.values(this.timers)) t?.cancel();
     this.timers = {};
-    this.dpd.timer?.cancel();
+    this.settleDpd('dead');
     for (const f of this.flights.values()) f.timer?.cancel();
     this.flights.clear();
     for (const child of [...this.children.values()]) {

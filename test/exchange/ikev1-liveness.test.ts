@@ -66,6 +66,29 @@ describe('IKEv1 DPD (RFC 3706) and INITIAL-CONTACT', () => {
     expect(installedChildren(a, 'b')).toHaveLength(1);
   });
 
+  it('an operator probe (coatictl dpd) resolves alive on an ACK and dead after the timeout; a second call joins the round', async () => {
+    const { m, a, b } = setup({ dpdAction: 'clear' });
+    await a.manager.initiate('b');
+    await m.settle();
+    const sa = a.manager.established('b')[0]!;
+    const first = sa.probe!();
+    const joined = sa.probe!();
+    await m.settle();
+    expect(await first).toBe('alive');
+    expect(await joined).toBe('alive');
+    expect(a.events.filter((e) => e.type === 'liveness.sent')).toHaveLength(1);
+    b.up = false;
+    let verdict: string | undefined;
+    void sa.probe!().then((v) => {
+      verdict = v;
+    });
+    await m.advance(3000, 250);
+    expect(verdict).toBeUndefined();
+    await m.advance(4000, 250);
+    expect(verdict).toBe('dead');
+    expect(a.events.some((e) => e.type === 'liveness.dead')).toBe(true);
+  });
+
   it('clear action: the dead peer stays down', async () => {
     const { m, a, b } = setup({ dpdAction: 'clear' });
     await a.manager.initiate('b');
