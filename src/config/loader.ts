@@ -124,6 +124,10 @@ export async function loadConfig(mainPath: string, opts: LoadOptions = {}): Prom
       reqidMin,
       reqidMax,
       policyPriority: k.policy_priority ?? 0,
+      spdHash: {
+        ...(k.spd_hash_v4 !== undefined ? { v4: k.spd_hash_v4 } : {}),
+        ...(k.spd_hash_v6 !== undefined ? { v6: k.spd_hash_v6 } : {}),
+      },
     },
     metrics: {
       prometheusListen: m.prometheus_listen ?? null,

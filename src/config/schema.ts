@@ -23,6 +23,7 @@ import {
   pathOrOff,
   port,
   prefix,
+  spdHash,
   str,
   yesNo,
 } from './values.js';
@@ -148,6 +149,8 @@ export const KERNEL_SPEC = {
   reqid_min: int(1, 0xffff_ffff),
   reqid_max: int(1, 0xffff_ffff),
   policy_priority: int(0, 0xffff_ffff),
+  spd_hash_v4: spdHash(32),
+  spd_hash_v6: spdHash(128),
 } satisfies SectionSpec;
 
 export const METRICS_SPEC = {

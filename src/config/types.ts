@@ -2,7 +2,7 @@
 import type { Identity } from './identity.js';
 import type { Proposal } from './proposal.js';
 import type { Secret } from './secret.js';
-import type { HostPort, Prefix } from './values.js';
+import type { HostPort, Prefix, SpdHash } from './values.js';
 
 export type LogLevel = 'error' | 'warn' | 'notice' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'notice', 'info', 'debug'];
@@ -36,6 +36,11 @@ export interface KernelConfig {
   reqidMin: number;
   reqidMax: number;
   policyPriority: number;
+  /**
+   * SPD hash thresholds to set at start (netns-wide), per family; absent =
+   * leave the kernel's (32/32 and 128/128 by default). See spd-hash.ts.
+   */
+  spdHash: { v4?: SpdHash; v6?: SpdHash };
 }
 
 export interface MetricsConfig {

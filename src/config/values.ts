@@ -156,3 +156,20 @@ export const prefix: Field<Prefix> = (n) => {
   const p = n.kind === 'string' ? parsePrefix(n.value) : undefined;
   return p !== undefined ? ok(p) : bad('an IP prefix like "10.1.0.0/16" or "fd00::/64"', n);
 };
+
+/** Kernel SPD hash thresholds: prefix lengths from which policies are hashed (local/remote). */
+export type SpdHash = 'auto' | { lbits: number; rbits: number };
+
+/** `"auto"` or `"L/R"` with 0 <= L, R <= max (32 for IPv4, 128 for IPv6). */
+export function spdHash(max: 32 | 128): Field<SpdHash> {
+  return (n) => {
+    if (n.kind === 'string') {
+      if (n.value === 'auto') return ok('auto');
+      const m = /^(\d{1,3})\/(\d{1,3})$/.exec(n.value);
+      const lbits = Number(m?.[1]);
+      const rbits = Number(m?.[2]);
+      if (m && lbits <= max && rbits <= max) return ok({ lbits, rbits });
+    }
+    return bad(`"auto" or "local/remote" prefix lengths up to ${max} (e.g. "${max === 32 ? '24/24' : '64/64'}")`, n);
+  };
+}

@@ -13,6 +13,7 @@ import type { EngineEnv, EngineEvent } from '../ikev2/env.js';
 import { Ikev2Manager } from '../ikev2/manager.js';
 import { MemoryKernel } from '../kernel/memory/memory-kernel.js';
 import type { KernelIpsec } from '../kernel/types.js';
+import type { XfrmKernel } from '../kernel/xfrm/kernel.js';
 import { DEFAULT_OWNERSHIP, type Ownership } from '../kernel/xfrm/ownership.js';
 import {
   attachLogger,
@@ -36,6 +37,7 @@ import {
 import { compilePeer } from './compile.js';
 import { createControl } from './control.js';
 import { IkeSockets, routeSource } from './net.js';
+import { formatThresholds, type SpdThresholds, sameThresholds, spdThresholds } from './spd-hash.js';
 import { Systemd } from './systemd.js';
 
 export const VERSION = '0.1.0';
@@ -106,6 +108,7 @@ export class Daemon {
       priorityMax: (c.kernel.policyPriority || DEFAULT_OWNERSHIP.priorityMin) + 0xffff,
     };
     this.kernel = this.opts.kernel ?? (await this.openKernel(c, ownership));
+    await this.applySpdHash(c);
     this.keylogDir = c.daemon.keylog;
     const engineLog = this.logger.child({ subsystem: 'ike' });
     const env: EngineEnv = {
@@ -130,6 +133,8 @@ export class Daemon {
       { reqidBase: ownership.reqidMin + Math.floor((ownership.reqidMax - ownership.reqidMin + 1) / 2) },
       this.manager.book,
     );
+    // The orphan list (owned SAs a crashed predecessor left) covers IKEv1 peers too.
+    // REMOVED-FOR-CHECK
     this.kernel.onEvent((ev) => {
       if (ev.type !== 'acquire') return;
       void this.manager.onAcquire(ev.template.reqid);
@@ -203,6 +208,31 @@ export class Daemon {
       path: this.checkpointPath,
       log: this.logger.child({ subsystem: 'checkpoint' }),
     });
+  }
+
+  /** What applySpdHash last set (empty: nothing, the kernel's own thresholds). */
+  private spdApplied: SpdThresholds = {};
+
+  /** `[kernel] spd_hash_v4/v6` (see spd-hash.ts); a failure is logged, never fatal. */
+  private async applySpdHash(c: Config): Promise<void> {
+    const want = spdThresholds(c.kernel, c.peers.values());
+    if (sameThresholds(want, this.spdApplied) || (!want.v4 && !want.v6)) return;
+    const log = this.logger.child({ subsystem: 'kernel' });
+    const k = this.kernel as Partial<Pick<XfrmKernel, 'setSpdHashThresholds'>>;
+    if (!k.setSpdHashThresholds) {
+      log.info('SPD hash thresholds not applicable to this kernel backend', { backend: this.kernel.name });
+      return;
+    }
+    try {
+      await k.setSpdHashThresholds.call(this.kernel, want);
+      this.spdApplied = want;
+      log.info('SPD hash thresholds set', { thresholds: formatThresholds(want) });
+    } catch (err) {
+      log.warn('could not set SPD hash thresholds; policy lookups stay as the kernel had them', {
+        thresholds: formatThresholds(want),
+        error: String(err),
+      });
+    }
   }
 
   private async openKernel(c: Config, ownership: Ownership): Promise<KernelIpsec> {
@@ -355,6 +385,7 @@ export class Daemon {
     }
     this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;
+    await this.applySpdHash(r.config);
     this.bus.emit({
       type: 'config.reloaded',
       added: d.added,
@@ -386,6 +417,7 @@ export class Daemon {
     this.systemd.stopping();
     // Nothing new while stopping: an SA accepted now would be dropped without a Delete.
     this.manager.refuseNewSas();
+    this.v1.refuseNewSas();
     this.checkpoint?.stop();
     if (opts.keepKernel) {
       // Hand over: finish in-flight exchanges briefly, write the state, leave the kernel as it is.

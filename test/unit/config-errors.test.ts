@@ -164,6 +164,15 @@ const rows: Row[] = [
     ],
   },
   {
+    name: 'SPD hash thresholds out of range or malformed',
+    main: '[kernel]\nspd_hash_v4 = "33/24"\nspd_hash_v6 = "64"\n',
+    files: {},
+    expect: [
+      'coati.conf:2:15: key "kernel.spd_hash_v4": expected "auto" or "local/remote" prefix lengths up to 32 (e.g. "24/24"), found "33/24"',
+      'coati.conf:3:15: key "kernel.spd_hash_v6": expected "auto" or "local/remote" prefix lengths up to 128 (e.g. "64/64"), found "64"',
+    ],
+  },
+  {
     name: 'typo inside [[children]] and in [defaults]',
     main: '[defaults]\ndpd_timeot = "60s"\n',
     files: { ...PSK, 'peers.d/p.toml': peer('[[children]]\nname = "c1"\nremote_tss = "10.2.0.0/16"\n') },

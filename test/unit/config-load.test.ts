@@ -109,7 +109,13 @@ describe('defaults', () => {
       listen: ['0.0.0.0', '::'],
       shutdown: 'keep',
     });
-    expect(r.config.kernel).toEqual({ backend: 'xfrm', reqidMin: 0xc0a70000, reqidMax: 0xc0a7ffff, policyPriority: 0 });
+    expect(r.config.kernel).toEqual({
+      backend: 'xfrm',
+      reqidMin: 0xc0a70000,
+      reqidMax: 0xc0a7ffff,
+      policyPriority: 0,
+      spdHash: {},
+    });
   });
 
   test('inline psk is accepted when allow_inline_secrets = true', async () => {
