@@ -134,7 +134,7 @@ export class Daemon {
       this.manager.book,
     );
     // The orphan list (owned SAs a crashed predecessor left) covers IKEv1 peers too.
-    // REMOVED-FOR-CHECK
+    this.v1.onPairInstalled = (remote, label) => this.manager.reapOrphansOf(remote, label);
     this.kernel.onEvent((ev) => {
       if (ev.type !== 'acquire') return;
       void this.manager.onAcquire(ev.template.reqid);

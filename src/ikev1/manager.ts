@@ -195,7 +195,11 @@ export class Ikev1Manager implements IsakmpSaHost {
     }
     // Any other live pair of this child was negotiated independently: a duplicate.
     this.duplicates.onPairInstalled(sa.peerName, child.name);
+    this.onPairInstalled?.(sa.remote.addr, sa.label);
   }
+
+  /** Set by the daemon: a pair with `remote` is installed (kernel SAs a crashed predecessor left with it can go). */
+  onPairInstalled: ((remote: string, label: string) => void) | undefined;
 
   onFailure(sa: IsakmpSa, reason: string, phase: 'establish' | 'liveness'): void {
     const name = sa.peer?.name;

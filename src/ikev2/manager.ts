@@ -308,10 +308,18 @@ export class Ikev2Manager implements IkeSaHost {
 
   onChildInstalled(sa: IkeSa): void {
     this.resumeHooks?.onChildInstalled(sa);
-    const remote = sa.remote.addr;
+    this.reapOrphansOf(sa.remote.addr, sa.label);
+  }
+
+  /**
+   * A relationship with `remote` has a new Child SA pair (IKEv2, or IKEv1 through
+   * the daemon: the orphan list covers every owned kernel SA): the previous
+   * incarnation's SAs with that address go after the duplicate grace period.
+   */
+  reapOrphansOf(remote: string, label: string): void {
     if (!this.orphans.some((o) => o.src === remote || o.dst === remote)) return;
     this.env.clock.setTimer(this.limits.duplicateGraceMs, () => {
-      void this.reapOrphans((o) => o.src === remote || o.dst === remote, `replaced by ${sa.label}`);
+      void this.reapOrphans((o) => o.src === remote || o.dst === remote, `replaced by ${label}`);
     });
   }
 
