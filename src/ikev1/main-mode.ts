@@ -26,6 +26,7 @@ import type { IsakmpSa, Opened } from './isakmp-sa.js';
 import {
   authOf,
   authPayloads,
+  certRequests,
   deriveKeys,
   detectNat,
   emitKeylog,
@@ -149,6 +150,7 @@ function mm2(sa: IsakmpSa, raw: Buffer, h: IsakmpHeader, payloads: V1Payload[]):
     { type: V1PayloadType.KE, data: ke.publicValue },
     { type: V1PayloadType.NONCE, data: sa.hs.ni },
     ...natdPayloads(sa),
+    ...certRequests([peer]),
   ];
   sa.transmit(0, sa.sealPlain(MAIN_MODE, 0, out), 'main-mode', true);
 }
@@ -172,6 +174,7 @@ function mm3(sa: IsakmpSa, raw: Buffer, payloads: V1Payload[], from: Endpoint, t
     { type: V1PayloadType.KE, data: ke.publicValue },
     { type: V1PayloadType.NONCE, data: sa.hs.nr },
     ...natdPayloads(sa),
+    ...(SIGNATURE_METHODS.includes(sa.suite?.authMethod ?? 0) ? certRequests(sa.host.candidatesFor(from)) : []),
   ];
   sa.transmit(0, sa.sealPlain(MAIN_MODE, 0, out), 'main-mode', false);
 }

@@ -223,6 +223,38 @@ export function verifyPeerAuth(
   }
 }
 
+/**
+ * CERTREQ payloads (RFC 2408 3.10) for signature authentication: one per trust anchor,
+ * naming its subject DN, so the peer sends its certificate (strongSwan, like most IKEv1
+ * implementations, sends CERT only when asked). The responder does not know the peer
+ * before MM5, so it asks for the anchors of every certificate peer that may be behind the
+ * source address. Without anchors: one CERTREQ with an empty authority (any CA).
+ */
+export function certRequests(peers: readonly PeerPolicy[]): V1Payload[] {
+  const seen = new Set<string>();
+  const out: V1Payload[] = [];
+  let wanted = false;
+  for (const p of peers) {
+    if (p.auth.kind !== 'pubkey') continue;
+    wanted = true;
+    for (const der of p.auth.cas) {
+      let dn: Buffer;
+      try {
+        dn = parseCertificate(der).subjectDer;
+      } catch {
+        continue; // a CA that does not parse cannot anchor a chain either
+      }
+      const k = dn.toString('hex');
+      if (seen.has(k) || out.length >= 16) continue;
+      seen.add(k);
+      out.push({ type: V1PayloadType.CR, encoding: V1CertEncoding.X509_SIGNATURE, data: Buffer.from(dn) });
+    }
+  }
+  if (wanted && out.length === 0)
+    out.push({ type: V1PayloadType.CR, encoding: V1CertEncoding.X509_SIGNATURE, data: Buffer.alloc(0) });
+  return out;
+}
+
 /** INITIAL-CONTACT (RFC 2407 4.6.3.3): protocol ISAKMP, SPI = both cookies. */
 export function initialContact(sa: IsakmpSa): NotifyV1Payload {
   return {

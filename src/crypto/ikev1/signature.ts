@@ -4,24 +4,37 @@
  * - RSA: PKCS#1 v1.5 type-1 padding around the raw hash, with no DigestInfo
  *   (what IKEv1 peers send), i.e. a private-key "encrypt"; verification
  *   recovers the hash with the public key and compares it.
- * - ECDSA (RFC 4754): the hash is signed with the curve's own hash
- *   (P-256/SHA-256, P-384/SHA-384, P-521/SHA-512) and the signature is the
- *   fixed-length r | s concatenation.
+ * - ECDSA (RFC 4754 auth methods 9/10/11): HASH_I / HASH_R is itself the
+ *   digest the ECDSA primitive signs (it is not hashed again, just as RSA signs
+ *   it without a DigestInfo), and the signature is the fixed-length r | s
+ *   concatenation. This is what strongSwan does (its "ECDSA with NULL" scheme):
+ *   a signature over the curve hash of HASH_I failed against charon in
+ *   test/interop/coati-v1-certs.test.ts. node:crypto always hashes the input
+ *   for ECDSA, so the raw-digest primitive comes from @noble/curves.
  *
  * Verification answers false for any bad signature, including one that does
  * not even decode; it throws only for an unsupported key.
  */
-import { constants, type KeyObject, privateEncrypt, publicDecrypt, sign, verify } from 'node:crypto';
+import { constants, type KeyObject, privateEncrypt, publicDecrypt } from 'node:crypto';
+import { p256, p384, p521 } from '@noble/curves/nist.js';
 import { CoatiError } from '../../errors.js';
 import { hashesEqual } from './hashes.js';
 
-const ECDSA_CURVES: Readonly<Record<string, { hash: string; size: number }>> = {
-  prime256v1: { hash: 'sha256', size: 32 },
-  secp384r1: { hash: 'sha384', size: 48 },
-  secp521r1: { hash: 'sha512', size: 66 },
+interface EcdsaCurve {
+  size: number;
+  ecdsa: typeof p256;
+}
+
+const ECDSA_CURVES: Readonly<Record<string, EcdsaCurve>> = {
+  prime256v1: { size: 32, ecdsa: p256 },
+  secp384r1: { size: 48, ecdsa: p384 },
+  secp521r1: { size: 66, ecdsa: p521 },
 };
 
-function ecdsaParams(key: KeyObject): { hash: string; size: number } {
+/** Signatures over a precomputed digest; high-S signatures are valid ECDSA and accepted. */
+const RAW = { prehash: false, lowS: false, format: 'compact' } as const;
+
+function ecdsaParams(key: KeyObject): EcdsaCurve {
   const curve = key.asymmetricKeyDetails?.namedCurve ?? '';
   const params = ECDSA_CURVES[curve];
   if (!params) throw new CoatiError('IKEV1_UNSUPPORTED_KEY', `ECDSA curve ${curve || '(unknown)'} is not supported`);
@@ -40,8 +53,13 @@ export function signPhase1Hash(privateKey: KeyObject, hash: Buffer): Buffer {
   if (keyKind(privateKey) === 'rsa') {
     return privateEncrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, hash);
   }
-  const { hash: curveHash } = ecdsaParams(privateKey);
-  return sign(curveHash, hash, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  const { size, ecdsa } = ecdsaParams(privateKey);
+  const d = Buffer.from(privateKey.export({ format: 'jwk' }).d ?? '', 'base64url');
+  try {
+    return Buffer.from(ecdsa.sign(hash, leftPad(d, size), RAW));
+  } finally {
+    d.fill(0);
+  }
 }
 
 /** Check the peer's signature over the HASH_I or HASH_R we computed. */
@@ -55,11 +73,21 @@ export function verifyPhase1Hash(publicKey: KeyObject, hash: Buffer, signature: 
     }
     return hashesEqual(recovered, hash);
   }
-  const { hash: curveHash, size } = ecdsaParams(publicKey);
+  const { size, ecdsa } = ecdsaParams(publicKey);
   if (signature.length !== 2 * size) return false;
+  const jwk = publicKey.export({ format: 'jwk' });
+  const point = Buffer.concat([
+    Buffer.from([4]),
+    leftPad(Buffer.from(jwk.x ?? '', 'base64url'), size),
+    leftPad(Buffer.from(jwk.y ?? '', 'base64url'), size),
+  ]);
   try {
-    return verify(curveHash, hash, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
+    return ecdsa.verify(signature, hash, point, RAW);
   } catch {
     return false;
   }
+}
+
+function leftPad(b: Buffer, size: number): Buffer {
+  return b.length >= size ? b : Buffer.concat([Buffer.alloc(size - b.length), b]);
 }

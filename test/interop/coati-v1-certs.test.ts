@@ -1,0 +1,242 @@
+/**
+ * Interop: coati ↔ strongSwan charon, IKEv1 Main Mode with certificate authentication
+ * (RSA signatures, auth method 3, and ECDSA P-256, RFC 4754 auth method 9), each with coati
+ * as initiator and as responder.
+ *
+ * Both PKIs are generated here (test/helpers/pki.ts) with a validity window around the real
+ * clock, since both daemons check certificates against it. coati (198.51.100.1) runs with its
+ * memory kernel backend; charon (198.51.100.2) with kernel-libipsec. Each case: the chosen
+ * auth method is the key's, charon authenticated coati by its certificate and coati saw
+ * charon's certificate identity, charon's ISAKMP initiator cookie and CHILD_SA SPIs are the
+ * ones coati keyed (its key log) and that coati's status lists (crosswise), tshark decrypts
+ * Main Mode 5/6 (ID, CERT, SIG), the Quick Mode and charon's ESP with coati's key log, with
+ * no malformed frame.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PeerStatus } from '../../src/control/types.js';
+import { Capture, tsharkDecode } from '../harness/capture.js';
+import { Charon } from '../harness/charon.js';
+import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
+import type { ConnSpec } from '../harness/swanctl-conf.js';
+import { pairTopology } from '../harness/topology.js';
+import { ping } from '../harness/traffic.js';
+import { stopCapture } from '../helpers/coati-proc.js';
+import { CoatiV1, type CoatiV1PeerSpec, keylogDisagreements } from '../helpers/coati-v1-proc.js';
+import { type Issued, issue } from '../helpers/pki.js';
+
+const COATI = '198.51.100.1';
+const CHARON = '198.51.100.2';
+
+interface Creds {
+  label: string;
+  caPem: string;
+  coatiCertPem: string;
+  coatiKeyPem: string;
+  charonCertPem: string;
+  charonKeyPem: string;
+  coatiId: string;
+  charonId: string;
+  /** Main Mode auth method, as tshark names it in the SA payload. */
+  tsharkMethod: RegExp;
+  /** charon's log line naming the method it verified coati's signature with. */
+  charonMethod: RegExp;
+}
+
+function makeCreds(kind: 'rsa' | 'ec'): Creds {
+  const now = Date.now();
+  const window = { notBefore: now - 3_600_000, notAfter: now + 30 * 24 * 3_600_000 };
+  const subject = (cn: string): [string, string][] => [
+    ['C', 'XX'],
+    ['O', 'coati v1 interop'],
+    ['CN', cn],
+  ];
+  const keyType = kind === 'rsa' ? 'rsa' : 'ec';
+  const ca = issue(`v1-interop-${kind}-ca`, { subject: subject(`coati v1 ${kind} CA`), ca: true, keyType, ...window });
+  const leaf = (cn: string) =>
+    issue(`v1-interop-${kind}-${cn}`, { subject: subject(cn), issuer: ca, keyType, san: { dns: [cn] }, ...window });
+  const coatiId = `coati.${kind}.v1.interop.test`;
+  const charonId = `charon.${kind}.v1.interop.test`;
+  const a = leaf(coatiId);
+  const b = leaf(charonId);
+  const pem = (i: Issued) => i.key.export({ type: 'pkcs8', format: 'pem' }) as string;
+  return {
+    label: kind === 'rsa' ? 'RSA 2048' : 'ECDSA P-256',
+    caPem: ca.pem,
+    coatiCertPem: a.pem,
+    coatiKeyPem: pem(a),
+    charonCertPem: b.pem,
+    charonKeyPem: pem(b),
+    coatiId,
+    charonId,
+    tsharkMethod:
+      kind === 'rsa'
+        ? /Authentication Method: RSA signatures \(3\)/
+        : /Authentication Method: ECDSA with SHA-256 on the P-256 curve \(9\)/,
+    // strongSwan signs and verifies HASH_I/HASH_R itself as the digest (no DigestInfo, no re-hash).
+    charonMethod: kind === 'rsa' ? / with RSA_EMSA_PKCS1_NULL successful/ : / with ECDSA_WITH_NULL successful/,
+  };
+}
+
+describe('interop coati ↔ charon: IKEv1 Main Mode with certificates', () => {
+  let lab: Lab;
+  let a: Netns;
+  let b: Netns;
+  let lanB: ProtectedSubnet;
+  let charon: Charon;
+  let coati: CoatiV1 | undefined;
+  const context = () => `${coati?.logTail(60) ?? ''}\n${charon?.logTail(60) ?? ''}`;
+
+  beforeAll(async () => {
+    lab = await Lab.create({ label: 'coati-v1-certs' });
+    ({ a, b, lanB } = await pairTopology(lab));
+    charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 2, knl: 1 } });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  for (const kind of ['rsa', 'ec'] as const) {
+    for (const initiator of ['coati', 'charon'] as const) {
+      it(`${kind === 'rsa' ? 'RSA' : 'ECDSA P-256'}: ${initiator} initiates, both authenticate by certificate, SAs agree, tshark decrypts`, async () => {
+        const c = makeCreds(kind);
+        await coati?.stop();
+        for (const s of await charon.listSas())
+          await charon.swanctl(['--terminate', '--ike-id', s.uniqueid, '--force', '--timeout', '2'], {
+            allowFail: true,
+          });
+        // charon's credentials: its certificate, key and the CA in SWANCTL_DIR.
+        const tmp = lab.subdir(`creds-${kind}-${initiator}`);
+        const w = (n: string, t: string) => {
+          writeFileSync(join(tmp, n), t, { mode: 0o600 });
+          return join(tmp, n);
+        };
+        charon.installFile('x509ca', w(`${c.charonId}-ca.pem`, c.caPem));
+        const certName = charon.installFile('x509', w(`${c.charonId}.pem`, c.charonCertPem));
+        charon.installFile('private', w(`${c.charonId}.key.pem`, c.charonKeyPem));
+        const conn: ConnSpec = {
+          name: 'coati',
+          version: 1,
+          localAddrs: [CHARON],
+          remoteAddrs: [COATI],
+          localId: c.charonId,
+          remoteId: c.coatiId,
+          auth: 'pubkey',
+          localCert: certName,
+          proposals: ['aes256-sha256-modp2048'],
+          children: [
+            { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256-sha256'] },
+          ],
+        };
+        await charon.loadConns([conn]);
+        const peer: CoatiV1PeerSpec = {
+          name: 'charon',
+          address: CHARON,
+          localAddress: COATI,
+          localId: `fqdn:${c.coatiId}`,
+          remoteId: `fqdn:${c.charonId}`,
+          auth: 'pubkey',
+          certPem: c.coatiCertPem,
+          keyPem: c.coatiKeyPem,
+          caPems: [c.caPem],
+          ikeProposals: ['aes256-sha256-modp2048'],
+          espProposals: ['aes256-sha256'],
+          pfs: false,
+          start: 'none',
+          dpdAction: 'clear',
+          mode: 'tunnel',
+          localTs: ['10.1.0.0/24'],
+          remoteTs: ['10.2.0.0/24'],
+        };
+        coati = await CoatiV1.start(a, `${kind}-${initiator}`, { listen: [COATI], peers: [peer] });
+        const cap = await Capture.start(a, 'wan0');
+        const t0 = Date.now();
+        if (initiator === 'coati') {
+          const r = await coati.ctl(['initiate', 'charon']);
+          expect(r.code, `${r.out}\n${context()}`).toBe(0);
+        } else await charon.initiate('net', 'coati');
+        const s = await charon.waitChild('coati', 'net');
+        const setupMs = Date.now() - t0;
+        expect(s.ike.version, context()).toBe(1);
+        expect(s.ike.initiator).toBe(initiator === 'charon');
+        expect(s.ike.localId).toBe(c.charonId);
+        expect(s.ike.remoteId).toBe(c.coatiId);
+        // charon verified coati's signature against coati's certificate (not anything else).
+        const authLine = charon
+          .logText()
+          .split('\n')
+          .find((l) => l.includes(`authentication of '${c.coatiId}' with`) && l.includes('successful'));
+        expect(authLine, context()).toBeDefined();
+        expect(authLine).toMatch(c.charonMethod);
+
+        // What coati keyed is what charon installed; coati's status lists the same SAs.
+        await waitFor('coati to log its phase 2 keys', async () => coati!.espSas().length >= 2, {
+          timeoutMs: 5000,
+          context,
+        });
+        expect(keylogDisagreements(coati, s.ike, COATI, CHARON), context()).toEqual([]);
+        const p = await waitFor(
+          'coati to list the ISAKMP SA and its phase 2 SA',
+          async () => {
+            const x = await coati!.peer('charon');
+            return x?.ike && x.children.some((ch) => ch.state === 'installed') ? x : undefined;
+          },
+          { timeoutMs: 5000, context },
+        );
+        expectSameSas(p, s, initiator);
+        expect(p.remoteId).toBe(`fqdn:${c.charonId}`);
+
+        await ping(lanB.host, '10.1.0.2', { count: 2, intervalS: 0.05, deadlineS: 0.2 });
+        const after = await charon.waitChild('coati', 'net');
+        expect(after.child.packetsOut).toBeGreaterThanOrEqual(2);
+        await charon.terminate('coati');
+        await waitFor('coati to drop the SAs charon deleted', async () => !(await coati!.peer('charon'))?.ike, {
+          timeoutMs: 5000,
+          intervalMs: 100,
+          context,
+        });
+        const pcap = await stopCapture(cap);
+
+        const ikev1Table = coati.keylog('ikev1_decryption_table');
+        const espSa = coati.keylog('esp_sa');
+        const dec = await tsharkDecode(pcap, { ikev1Table, espSa });
+        const report = `${pcap}\n${dec.summary.join('\n')}\n--- ikev1 ---\n${ikev1Table}--- esp_sa ---\n${espSa}`;
+        expect(dec.malformed, report).toEqual([]);
+        expect(
+          dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)),
+          report,
+        ).toEqual([]);
+        expect(dec.summary.filter((l) => /Identity Protection \(Main Mode\)/.test(l)).length, report).toBe(6);
+        expect(dec.summary.filter((l) => /Quick Mode/.test(l)).length, report).toBe(3);
+        // The proposal's auth method is the key's; MM5/MM6 decrypt to ID + CERT + SIG each way.
+        expect(dec.text, report).toMatch(c.tsharkMethod);
+        expect(dec.text, report).toMatch(new RegExp(`Identification Data:.*${c.coatiId.replace(/\./g, '\\.')}`));
+        expect(dec.text, report).toMatch(new RegExp(`Identification Data:.*${c.charonId.replace(/\./g, '\\.')}`));
+        expect(dec.text.match(/Payload: Certificate \(6\)/g)?.length, report).toBeGreaterThanOrEqual(2);
+        expect(dec.text.match(/Payload: Signature \(9\)/g)?.length, report).toBe(2);
+        expect(dec.text, report).toMatch(/Payload: Delete \(12\)/);
+        const icmp = dec.summary.filter((l) => /10\.2\.0\.2 → 10\.1\.0\.2 +ICMP .*Echo \(ping\) request/.test(l));
+        expect(icmp.length, report).toBe(2);
+        console.log(`[coati-v1-certs] ${c.label}, ${initiator} initiates: up in ${setupMs} ms`);
+      });
+    }
+  }
+});
+
+/** coati's status against charon's `--list-sas`: cookies, role, SPIs and selectors crosswise. */
+function expectSameSas(
+  p: PeerStatus,
+  s: Awaited<ReturnType<Charon['waitChild']>>,
+  initiator: 'coati' | 'charon',
+): void {
+  expect(p.version).toBe(1);
+  expect(p.ike?.spiI).toBe(s.ike.initiatorSpi);
+  expect(p.ike?.spiR).toBe(s.ike.responderSpi);
+  expect(p.ike?.role).toBe(initiator === 'coati' ? 'initiator' : 'responder');
+  const child = p.children.find((x) => x.state === 'installed' && x.spiIn === s.child.spiOut);
+  expect(child, JSON.stringify(p.children)).toBeDefined();
+  expect(child?.spiOut).toBe(s.child.spiIn);
+  expect(child?.localTs).toEqual(s.child.remoteTs);
+  expect(child?.remoteTs).toEqual(s.child.localTs);
+}
