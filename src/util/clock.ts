@@ -14,13 +14,156 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): Timer;
 }
 
+/**
+ * One pending timer of a `TimerHeap`, and its handle. No closures: an IKE SA
+ * keeps about five of these alive for hours (rekey, expiry, liveness).
+ */
+class HeapTimer implements Timer {
+  constructor(
+    readonly owner: TimerHeap,
+    readonly at: number,
+    readonly seq: number,
+    public fn: (() => void) | undefined,
+    /** Index in the heap; -1 once fired or cancelled. */
+    public pos: number,
+  ) {}
+
+  cancel(): void {
+    this.owner.remove(this);
+  }
+}
+
+/** Longest delay one setTimeout takes (Node fires anything longer after 1 ms). */
+const TIMEOUT_MAX = 2 ** 31 - 1;
+
+/**
+ * All timers of a process on one Node timer: a binary heap ordered by
+ * deadline (then creation order), with a single unref'd setTimeout armed for
+ * the earliest. Thousands of SAs with their rekey, expiry and liveness timers
+ * cost one heap entry each instead of a Node Timeout, a timer list per
+ * distinct (jittered) duration, a closure and a handle. Deadlines are on the
+ * monotonic clock, as Node's own timers are. Exact: a timer never fires early.
+ */
+export class TimerHeap {
+  private readonly heap: HeapTimer[] = [];
+  private seq = 0;
+  private handle: ReturnType<typeof setTimeout> | undefined;
+  private armedFor = Number.POSITIVE_INFINITY;
+
+  constructor(private readonly mono: () => number = () => performance.now()) {}
+
+  /** Live timers (tests). */
+  get size(): number {
+    return this.heap.length;
+  }
+
+  add(ms: number, fn: () => void): Timer {
+    const delay = ms > 0 ? ms : 0; // NaN and negatives: due now
+    const t = new HeapTimer(this, this.mono() + delay, this.seq++, fn, this.heap.length);
+    this.heap.push(t);
+    this.up(t.pos);
+    if (t.pos === 0) this.arm();
+    return t;
+  }
+
+  remove(t: HeapTimer): void {
+    const i = t.pos;
+    if (i < 0) return;
+    t.pos = -1;
+    t.fn = undefined;
+    const last = this.heap.pop() as HeapTimer;
+    if (last !== t) {
+      this.heap[i] = last;
+      last.pos = i;
+      this.down(i);
+      this.up(last.pos);
+    }
+    // An early wake-up finds nothing due and re-arms: no need to re-arm here.
+    if (this.heap.length === 0) this.disarm();
+  }
+
+  private readonly fire = (): void => {
+    this.handle = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
+    const now = this.mono();
+    // Timers added by these callbacks wait for the next turn, as with setTimeout.
+    const limit = this.seq;
+    try {
+      for (;;) {
+        const top = this.heap[0];
+        if (!top || top.at > now || top.seq >= limit) break;
+        const fn = top.fn;
+        this.remove(top);
+        fn?.();
+      }
+    } finally {
+      // Also after a throwing callback (it surfaces as an uncaught exception, as
+      // with setTimeout): the timers still due run on the next turn.
+      this.arm();
+    }
+  };
+
+  private arm(): void {
+    const top = this.heap[0];
+    if (!top) return this.disarm();
+    if (this.handle !== undefined && this.armedFor <= top.at) return;
+    if (this.handle !== undefined) clearTimeout(this.handle);
+    const wait = Math.min(TIMEOUT_MAX, Math.max(0, Math.ceil(top.at - this.mono())));
+    this.handle = setTimeout(this.fire, wait);
+    this.handle.unref?.();
+    this.armedFor = top.at;
+  }
+
+  private disarm(): void {
+    if (this.handle !== undefined) clearTimeout(this.handle);
+    this.handle = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
+  }
+
+  private less(a: HeapTimer, b: HeapTimer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+
+  private up(i: number): void {
+    const h = this.heap;
+    const t = h[i] as HeapTimer;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = h[p] as HeapTimer;
+      if (!this.less(t, parent)) break;
+      h[i] = parent;
+      parent.pos = i;
+      i = p;
+    }
+    h[i] = t;
+    t.pos = i;
+  }
+
+  private down(i: number): void {
+    const h = this.heap;
+    const n = h.length;
+    const t = h[i] as HeapTimer;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.less(h[r] as HeapTimer, h[l] as HeapTimer) ? r : l;
+      const child = h[c] as HeapTimer;
+      if (!this.less(child, t)) break;
+      h[i] = child;
+      child.pos = i;
+      i = c;
+    }
+    h[i] = t;
+    t.pos = i;
+  }
+}
+
+const systemTimers = new TimerHeap();
+
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimer(ms, fn) {
-    const t = setTimeout(fn, Math.max(0, ms));
-    t.unref?.();
-    return { cancel: () => clearTimeout(t) };
-  },
+  setTimer: (ms, fn) => systemTimers.add(ms, fn),
 };
 
 interface Pending {
