@@ -264,6 +264,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   // ---- what follows a loss -----------------------------------------------------
 
   private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'deleted'): Promise<void> {
+    if (this.refusing) return;
     if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
     if (why === 'establish') {
       if (rt.wantUp) this.scheduleRetry(rt);
@@ -313,6 +314,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   async onAcquire(reqid: number): Promise<void> {
+    if (this.refusing) return;
     for (const rt of this.peers.values()) {
       if (![...rt.reqids.values()].includes(reqid)) continue;
       if (this.established(rt.policy.name).length || this.connecting(rt.policy.name).length) return;
@@ -350,6 +352,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
     if (rt.policy.version !== 1)
       throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
+    if (this.refusing) throw new CoatiError('STOPPING', `not initiating to "${name}": the daemon is stopping`);
     rt.wantUp = true;
     rt.retryTimer?.cancel();
     rt.retryTimer = undefined;
@@ -374,6 +377,21 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (replacing) sa.replaces = replacing;
     await sa.queue.run(() => (p.aggressive && p.auth.kind === 'psk' ? startAggressive(sa) : startMainMode(sa)));
     return sa;
+  }
+
+  private refusing = false;
+
+  /**
+   * Stopping: no new ISAKMP SAs, neither answered (a first Main/Aggressive Mode message
+   * is dropped; the peer retries later or elsewhere) nor started (no retries, no
+   * dead-peer restart, no acquire). One accepted now would be dropped without a DELETE.
+   */
+  refuseNewSas(): void {
+    this.refusing = true;
+    for (const rt of this.peers.values()) {
+      rt.retryTimer?.cancel();
+      rt.retryTimer = undefined;
+    }
   }
 
   /** Deletes the peer's phase 2 and ISAKMP SAs through the peer and stops wanting it up. */
@@ -456,7 +474,9 @@ export class Ikev1Manager implements IsakmpSaHost {
       const ho = this.halfOpen.get(`${ci}|${from.addr}|${from.port}`);
       if (ho) sa = ho;
       else if (h.exchangeType === MAIN_MODE || h.exchangeType === V1ExchangeType.AGGRESSIVE)
-        return this.onFirst(raw, msg, from, to);
+        return this.refusing
+          ? this.drop('new ISAKMP SA refused: the daemon is stopping', from)
+          : this.onFirst(raw, msg, from, to);
     }
     if (!sa) return this.drop(`unknown cookies ${ci}/${hex(h.responderCookie)}`, from);
     const target = sa;
