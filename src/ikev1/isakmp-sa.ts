@@ -37,6 +37,8 @@ export interface IsakmpSaHost {
   onFailure(sa: IsakmpSa, reason: string, phase: 'establish' | 'liveness'): void;
   /** The SA is gone; remove it from every table. */
   onDestroyed(sa: IsakmpSa): void;
+  /** The SA's peer policy was set or replaced (the host indexes SAs by peer name). */
+  onPeerSet?(sa: IsakmpSa, before: PeerPolicy | undefined): void;
   /** The responder cookie became known (initiator, MM2/AM2). */
   onCookies(sa: IsakmpSa): void;
   /** The peer deleted this ISAKMP SA; its phase 2 SAs may move to a sibling. */
@@ -82,7 +84,16 @@ export class IsakmpSa {
   readonly queue = new SerialQueue();
   readonly children = new Map<string, ChildSa>();
   mode: 'main' | 'aggressive' = 'main';
-  peer: PeerPolicy | undefined;
+  private peerPolicy: PeerPolicy | undefined;
+  /** The peer's policy (a responder learns it from MM5 or AM1). */
+  get peer(): PeerPolicy | undefined {
+    return this.peerPolicy;
+  }
+  set peer(p: PeerPolicy | undefined) {
+    const before = this.peerPolicy;
+    this.peerPolicy = p;
+    if (before !== p) this.host.onPeerSet?.(this, before);
+  }
   remoteId: Identity | undefined;
   suite: Phase1Suite | undefined;
   keys: Phase1Keys | undefined;

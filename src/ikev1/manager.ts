@@ -20,7 +20,7 @@ import { deleteChildren, onInformational, probe, sendIsakmpDelete } from './info
 import { IsakmpSa, type IsakmpSaHost } from './isakmp-sa.js';
 import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { authMethodFor } from './proposals.js';
-import { onQuickMode, startQuickMode } from './quick-mode.js';
+import { dropPendingQuickModes, onQuickMode, startQuickMode } from './quick-mode.js';
 
 export interface V1ManagerLimits {
   halfOpenTimeoutMs: number;
@@ -52,6 +52,22 @@ export class Ikev1Manager implements IsakmpSaHost {
   private readonly byInitiatorCookie = new Map<string, IsakmpSa>();
   /** Responder SAs by initiator cookie and source, for retransmitted first messages. */
   private readonly halfOpen = new Map<string, IsakmpSa>();
+  /** Each half-open SA's key in `halfOpen` and the address it counts against. */
+  private readonly halfOpenKey = new Map<IsakmpSa, { key: string; addr: string }>();
+  /** Half-open SAs per source address (the per-address limit). */
+  private readonly halfOpenPerAddr = new Map<string, number>();
+  /**
+   * What a responder's first message needs, per configured remote address ('*': any
+   * other source), built once per config change so that a start-up herd from one
+   * address does not scan (and JSON-encode) every peer per handshake.
+   */
+  private readonly responderIndex = new Map<
+    string,
+    { candidates: PeerPolicy[]; specs: IkeProposalSpec[]; methods: number[]; lifetimeMs: number }
+  >();
+  private configuredAddrs: Set<string> | undefined;
+  /** SAs per peer name, so that `sasOf` does not scan every SA (several calls per handshake). */
+  private readonly byPeer = new Map<string, Set<IsakmpSa>>();
   private readonly peers = new Map<string, PeerRuntime>();
   private readonly contacted = new Set<string>();
   private nextReqid: number;
@@ -85,6 +101,33 @@ export class Ikev1Manager implements IsakmpSaHost {
     const rt = this.peers.get(policy.name);
     if (rt) rt.policy = policy;
     else this.peers.set(policy.name, newPeerRuntime(policy));
+    this.configChanged();
+  }
+
+  private configChanged(): void {
+    this.responderIndex.clear();
+    this.configuredAddrs = undefined;
+  }
+
+  /** The responder's lookups for a first message from `addr` (cached until the next config change). */
+  private responderView(addr: string) {
+    this.configuredAddrs ??= new Set(
+      [...this.peers.values()].filter((r) => r.policy.version === 1).map((r) => r.policy.remoteAddress),
+    );
+    const key = this.configuredAddrs.has(addr) ? addr : '*';
+    let v = this.responderIndex.get(key);
+    if (v) return v;
+    const all = [...this.peers.values()].map((r) => r.policy).filter((p) => p.version === 1);
+    const exact = all.filter((p) => p.remoteAddress === addr);
+    const candidates = [...exact, ...all.filter((p) => p.remoteAddress !== addr)];
+    v = {
+      candidates,
+      specs: uniqueSpecs((exact.length ? exact : candidates).map((p) => p.ikeProposals)),
+      methods: [...new Set(candidates.map((p) => authMethodFor(p.auth)))],
+      lifetimeMs: Math.max(...candidates.map((p) => p.ikeLifetimeMs), 0) || 3600_000,
+    };
+    this.responderIndex.set(key, v);
+    return v;
   }
   peer(name: string): PeerRuntime | undefined {
     return this.peers.get(name);
@@ -95,6 +138,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   async removePeer(name: string): Promise<void> {
     await this.terminate(name);
     this.peers.delete(name);
+    this.configChanged();
   }
 
   // ---- IsakmpSaHost ----------------------------------------------------------
@@ -114,16 +158,29 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   candidatesFor(remote: Endpoint): PeerPolicy[] {
-    const all = [...this.peers.values()].map((r) => r.policy).filter((p) => p.version === 1);
-    return [
-      ...all.filter((p) => p.remoteAddress === remote.addr),
-      ...all.filter((p) => p.remoteAddress !== remote.addr),
-    ];
+    return [...this.responderView(remote.addr).candidates];
   }
 
   peerById(id: Identity, remote: Endpoint): PeerPolicy | undefined {
     const hits = this.candidatesFor(remote).filter((p) => sameIdentity(p.remoteId, id));
     return hits[0];
+  }
+
+  onPeerSet(sa: IsakmpSa, before: PeerPolicy | undefined): void {
+    if (before) this.unindexPeer(sa, before.name);
+    if (!sa.peer || sa.state === 'destroyed') return;
+    let set = this.byPeer.get(sa.peer.name);
+    if (!set) {
+      set = new Set();
+      this.byPeer.set(sa.peer.name, set);
+    }
+    set.add(sa);
+  }
+
+  private unindexPeer(sa: IsakmpSa, name: string): void {
+    const set = this.byPeer.get(name);
+    if (!set?.delete(sa)) return;
+    if (set.size === 0) this.byPeer.delete(name);
   }
 
   onCookies(sa: IsakmpSa): void {
@@ -133,7 +190,7 @@ export class Ikev1Manager implements IsakmpSaHost {
 
   onEstablished(sa: IsakmpSa, initialContact: boolean): void {
     const peer = sa.peer as PeerPolicy;
-    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    this.dropHalfOpen(sa);
     this.contacted.add(peer.name);
     const rt = this.peers.get(peer.name);
     if (rt) {
@@ -256,9 +313,21 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   onDestroyed(sa: IsakmpSa): void {
+    void dropPendingQuickModes(sa);
     this.byCookies.delete(hex(sa.cookieI) + hex(sa.cookieR));
     if (this.byInitiatorCookie.get(hex(sa.cookieI)) === sa) this.byInitiatorCookie.delete(hex(sa.cookieI));
-    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    this.dropHalfOpen(sa);
+    if (sa.peer) this.unindexPeer(sa, sa.peer.name);
+  }
+
+  private dropHalfOpen(sa: IsakmpSa): void {
+    const ho = this.halfOpenKey.get(sa);
+    if (!ho) return;
+    this.halfOpenKey.delete(sa);
+    if (this.halfOpen.get(ho.key) === sa) this.halfOpen.delete(ho.key);
+    const n = (this.halfOpenPerAddr.get(ho.addr) ?? 1) - 1;
+    if (n > 0) this.halfOpenPerAddr.set(ho.addr, n);
+    else this.halfOpenPerAddr.delete(ho.addr);
   }
 
   // ---- what follows a loss -----------------------------------------------------
@@ -419,8 +488,8 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   sasOf(name: string): IsakmpSa[] {
-    const all = new Set([...this.byCookies.values(), ...this.byInitiatorCookie.values()]);
-    return [...all].filter((sa) => sa.peer?.name === name && sa.state !== 'destroyed');
+    const set = this.byPeer.get(name);
+    return set ? [...set].filter((sa) => sa.peer?.name === name && sa.state !== 'destroyed') : [];
   }
   established(name: string): IsakmpSa[] {
     return this.sasOf(name).filter((sa) => sa.isUp);
@@ -523,8 +592,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     to: Endpoint,
   ): void {
     const h = msg.header;
-    let perAddr = 0;
-    for (const s of this.halfOpen.values()) if (s.remote.addr === from.addr) perAddr++;
+    const perAddr = this.halfOpenPerAddr.get(from.addr) ?? 0;
     if (perAddr >= this.limits.halfOpenPerAddress) return this.drop('half-open limit for address', from);
     let cookie: Buffer;
     do cookie = this.env.random(8);
@@ -533,13 +601,14 @@ export class Ikev1Manager implements IsakmpSaHost {
       new IsakmpSa(this, ++this.uidSeq, 'responder', Buffer.from(h.initiatorCookie), cookie, { ...to }, { ...from }),
     );
     this.byCookies.set(hex(sa.cookieI) + hex(sa.cookieR), sa);
-    this.halfOpen.set(`${hex(sa.cookieI)}|${from.addr}|${from.port}`, sa);
+    const key = `${hex(sa.cookieI)}|${from.addr}|${from.port}`;
+    this.halfOpen.set(key, sa);
+    this.halfOpenKey.set(sa, { key, addr: from.addr });
+    this.halfOpenPerAddr.set(from.addr, perAddr + 1);
     sa.armHalfOpen(this.limits.halfOpenTimeoutMs);
-    const candidates = this.candidatesFor(from);
-    const exact = candidates.filter((p) => p.remoteAddress === from.addr);
-    sa.hs.specs = uniqueSpecs((exact.length ? exact : candidates).map((p) => p.ikeProposals));
-    const methods = [...new Set(candidates.map((p) => authMethodFor(p.auth)))];
-    const lifetime = Math.max(...candidates.map((p) => p.ikeLifetimeMs), 0) || 3600_000;
+    const view = this.responderView(from.addr);
+    sa.hs.specs = view.specs;
+    const { methods, lifetimeMs: lifetime } = view;
     void sa.queue.run(() =>
       h.exchangeType === MAIN_MODE
         ? respondMainMode1(sa, raw, msg, methods, lifetime)

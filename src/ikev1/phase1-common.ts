@@ -189,12 +189,13 @@ export function verifyPeerAuth(
   const idp = payloads.find((p): p is IdV1Payload => p.type === V1PayloadType.ID);
   const id = idp ? identityOf(idp) : undefined;
   if (!idp || !id) return { ok: false, reason: 'missing or unsupported ID' };
-  const expected = (fromInitiator ? hashI : hashR)(hashInput(sa), idBody(idp));
+  // Computed only once the identity matches: a responder tries every peer sharing the key (MM5).
+  const expectedHash = () => (fromInitiator ? hashI : hashR)(hashInput(sa), idBody(idp));
   if (peer.auth.kind === 'psk') {
     if (!sameIdentity(id, peer.remoteId))
       return { ok: false, reason: `peer ID ${id.text} is not ${peer.remoteId.text}` };
     const hp = payloads.find((p) => p.type === V1PayloadType.HASH);
-    if (!hp || hp.type !== V1PayloadType.HASH || !hashesEqual(hp.data, expected))
+    if (!hp || hp.type !== V1PayloadType.HASH || !hashesEqual(hp.data, expectedHash()))
       return { ok: false, reason: 'HASH mismatch (pre-shared key?)' };
     return { ok: true, id };
   }
@@ -216,7 +217,7 @@ export function verifyPeerAuth(
       if (!sameIdentity(id, peer.remoteId))
         return { ok: false, reason: `peer ID ${id.text} is not ${peer.remoteId.text}` };
     }
-    if (!verifyPhase1Hash(leaf.publicKey, expected, sig.data)) return { ok: false, reason: 'signature mismatch' };
+    if (!verifyPhase1Hash(leaf.publicKey, expectedHash(), sig.data)) return { ok: false, reason: 'signature mismatch' };
     return { ok: true, id };
   } catch (err) {
     return { ok: false, reason: `certificate: ${err instanceof Error ? err.message : String(err)}` };
