@@ -9,7 +9,7 @@ import { createKeyExchange, type KeyExchange } from '../crypto/dh.js';
 import { hashesEqual, quickModeHash1, quickModeHash2, quickModeHash3, quickModeKeymat } from '../crypto/ikev1/index.js';
 import { DirectionKeys } from '../crypto/ikev2/keys.js';
 import { encrKeyMaterialSize, integKeyMaterialSize } from '../crypto/transforms.js';
-import { type ChildSa, installChild, spiHex } from '../ikev2/child-sa.js';
+import { type ChildSa, childPolicies, inboundSaSpec, installChild, outboundSaSpec, spiHex } from '../ikev2/child-sa.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import { contains, type TrafficSelector } from '../sa/traffic-selector.js';
 import { withJitter } from '../util/clock.js';
@@ -58,6 +58,8 @@ interface QuickState {
   lifetimeMs: number;
   rekeyOf?: ChildSa;
   onDone?: (ok: boolean, reason: string) => void;
+  /** Responder: the pair built when QM2 was sent; its inbound SA is already keyed in the kernel. */
+  early?: ChildSa;
 }
 
 const pending = new WeakMap<IsakmpSa, Map<number, QuickState>>();
@@ -184,9 +186,29 @@ async function abandon(sa: IsakmpSa, mid: number, st: QuickState, reason: string
   sa.finish(mid);
   st.ke = undefined;
   st.shared?.fill(0);
+  st.early?.keysIn.destroy();
+  st.early?.keysOut.destroy();
   await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: st.spiIn, proto: 'esp' }).catch(() => {});
   sa.env.emit({ type: 'child.failed', version: 1, peer: sa.peerName, child: st.policy.name, reason });
   st.onDone?.(false, reason);
+}
+
+/**
+ * The ISAKMP SA is gone with Quick Modes in flight: their SPIs (larval, or a
+ * responder's inbound SA keyed at QM2) would otherwise stay in the kernel.
+ */
+export async function dropPendingQuickModes(sa: IsakmpSa): Promise<void> {
+  const t = pending.get(sa);
+  if (!t) return;
+  pending.delete(sa);
+  for (const st of t.values()) {
+    st.ke = undefined;
+    st.shared?.fill(0);
+    st.early?.keysIn.destroy();
+    st.early?.keysOut.destroy();
+    st.early = undefined;
+    await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: st.spiIn, proto: 'esp' }).catch(() => {});
+  }
 }
 
 /** Verifies the HASH that opens a Quick Mode message; the bytes after it otherwise. */
@@ -331,6 +353,20 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
   if (sel.choice.udp && policy.mode === 'transport') rest.push(natOa(sa.remote.addr), natOa(sa.local.addr));
   if ((sel.choice.lifetimeMs ?? 0) > policy.lifetimeMs)
     rest.push(lifetimeNotify(spiIn, Math.round(policy.lifetimeMs / 1000)));
+  // The inbound SA is keyed before QM2 goes out: the initiator installs the pair and its kernel
+  // sends on the new SPI as soon as QM3 is sent, which can be before QM3 is processed here.
+  // The outbound SA and the policies follow QM3 (the initiator only decrypts after sending it).
+  const early = buildChild(sa, st, { createdAt: 0, rekeyAt: 0, expireAt: 0 });
+  try {
+    await sa.env.kernel.updateSa(inboundSaSpec(early, sa.local, sa.remote));
+  } catch (err) {
+    early.keysIn.destroy();
+    early.keysOut.destroy();
+    sa.env.emit({ type: 'kernel.error', version: 1, peer: sa.peerName, op: 'install-child', message: String(err) });
+    await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: spiIn, proto: 'esp' }).catch(() => {});
+    return notify(V1NotifyType.NO_PROPOSAL_CHOSEN, `cannot install the inbound SA: ${String(err)}`);
+  }
+  st.early = early;
   const h2 = quickModeHash2(sa.prf!, sa.keys!.skeyidA, mid, st.ni, encodeV1PayloadChain(rest).bytes);
   table(sa).set(mid, st);
   sa.transmit(mid, sa.seal(QM, mid, [hashPayload(h2), ...rest]), 'quick-mode', true, () => {
@@ -364,14 +400,19 @@ function keymat(sa: IsakmpSa, st: QuickState, spi: number): DirectionKeys {
   return keys;
 }
 
-/** Installs the negotiated pair; the host retires a rekey's old pair (we initiated it) or resolves duplicates. */
-async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
-  const choice = st.choice as Phase2Choice;
+/** Rekey and expiry times of a pair installed now. */
+function childTimes(sa: IsakmpSa, st: QuickState): Pick<ChildSa, 'createdAt' | 'rekeyAt' | 'expireAt'> {
   const peer = sa.peer as PeerPolicy;
   const now = sa.env.clock.now();
   // The responder's soft lifetime is shorter by half a margin: the initiator normally rekeys first.
   const margin =
     withJitter(st.policy.rekeyMarginMs, peer.rekeyJitter, sa.env.rand01) / (st.role === 'responder' ? 2 : 1);
+  return { createdAt: now, rekeyAt: now + Math.max(1000, st.lifetimeMs - margin), expireAt: now + st.lifetimeMs };
+}
+
+/** The negotiated pair with its keys (consumes the PFS shared secret); times set when it is installed. */
+function buildChild(sa: IsakmpSa, st: QuickState, times = childTimes(sa, st)): ChildSa {
+  const choice = st.choice as Phase2Choice;
   const child: ChildSa = {
     uid: sa.nextChildUid(),
     name: st.policy.name,
@@ -386,19 +427,43 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
     encap: choice.udp,
     keysIn: keymat(sa, st, st.spiIn),
     keysOut: keymat(sa, st, st.peerSpi as number),
-    createdAt: now,
-    rekeyAt: now + Math.max(1000, st.lifetimeMs - margin),
-    expireAt: now + st.lifetimeMs,
+    ...times,
     minNonce: Buffer.compare(st.ni, st.nr as Buffer) <= 0 ? st.ni : (st.nr as Buffer),
     initiator: st.role === 'initiator',
     timers: {},
   };
   st.shared?.fill(0);
+  return child;
+}
+
+/** Installs the negotiated pair; the host retires a rekey's old pair (we initiated it) or resolves duplicates. */
+async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
+  const early = st.early;
+  st.early = undefined;
+  const child = early ? Object.assign(early, childTimes(sa, st)) : buildChild(sa, st);
   try {
-    await installChild(sa.env.kernel, sa.host.book, child, sa.local, sa.remote);
+    if (early) {
+      // The inbound SA went in with QM2: the outbound SA and the policies now.
+      await sa.env.kernel.addSa(outboundSaSpec(child, sa.local, sa.remote));
+      await sa.host.book.hold(
+        child.reqid,
+        child.uid,
+        childPolicies({
+          reqid: child.reqid,
+          mode: child.mode,
+          localTs: child.localTs,
+          remoteTs: child.remoteTs,
+          local: sa.local.addr,
+          remote: sa.remote.addr,
+        }),
+      );
+    } else {
+      await installChild(sa.env.kernel, sa.host.book, child, sa.local, sa.remote);
+    }
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     sa.env.emit({ type: 'kernel.error', version: 1, peer: sa.peerName, op: 'install-child', message });
+    if (early) await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: child.spiIn, proto: 'esp' }).catch(() => {});
     child.keysIn.destroy();
     child.keysOut.destroy();
     st.onDone?.(false, message);

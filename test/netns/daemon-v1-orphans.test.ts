@@ -105,10 +105,14 @@ describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go
       { timeoutMs: 15_000, intervalMs: 50, context: () => logs.slice(-30).join('') },
     );
     // The IKEv2 manager's duplicate grace (2 s) after the install, then the orphans with a are gone.
+    let last: string[] = [];
     await waitFor(
       'the orphan pair with a to be deleted',
-      async () => !(await spis()).some((s) => s === 'c0ffee01' || s === 'c0ffee02'),
-      { timeoutMs: 10_000, intervalMs: 100, context: async () => `${await spis()}\n${logs.slice(-30).join('')}` },
+      async () => {
+        last = await spis();
+        return !last.some((s) => s === 'c0ffee01' || s === 'c0ffee02');
+      },
+      { timeoutMs: 10_000, intervalMs: 100, context: () => `kernel b: ${last.join(' ')}\n${logs.slice(-30).join('')}` },
     );
     const left = await kernelB.listSas();
     // The new pair and the orphan that belongs to no peer (it waits for the 120 s catch-all).
