@@ -13,7 +13,7 @@ import { type ChildSa, childPolicies, inboundSaSpec, installChild, outboundSaSpe
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import { contains, type TrafficSelector } from '../sa/traffic-selector.js';
 import { withJitter } from '../util/clock.js';
-import { ipToBytes } from '../util/ip.js';
+import { bytesToIp, ipToBytes } from '../util/ip.js';
 import {
   checkV1Rules,
   encodeV1PayloadChain,
@@ -51,6 +51,8 @@ interface QuickState {
   offer?: SaV1Payload;
   choice?: Phase2Choice;
   peerSpi?: number;
+  /** Transport mode under NAT: the peer's original address from its NAT-OA (RFC 3947 5.2). */
+  peerOa?: string;
   localTs: TrafficSelector;
   remoteTs: TrafficSelector;
   /** IDci/IDcr as sent by the initiator, when it sent them. */
@@ -92,6 +94,17 @@ function natOa(addr: string): V1Payload {
     idType: bytes.length === 4 ? V1IdType.IPV4_ADDR : V1IdType.IPV6_ADDR,
     addr: bytes,
   };
+}
+
+/**
+ * The peer's original address from the NAT-OA payloads of its Quick Mode message: the
+ * initiator sends its own address first (NAT-OAi), the responder its own last (NAT-OAr).
+ * A draft-era peer that sends only its own address is covered by either end.
+ */
+function peerOriginalAddress(payloads: readonly V1Payload[], which: 'first' | 'last'): string | undefined {
+  const oas = payloads.filter((p) => p.type === V1PayloadType.NAT_OA || p.type === V1PayloadType.NAT_OA_DRAFT);
+  const p = which === 'first' ? oas[0] : oas[oas.length - 1];
+  return p && 'addr' in p ? bytesToIp(p.addr) : undefined;
 }
 
 /** RESPONDER-LIFETIME data: an attribute list with the seconds we accept. */
@@ -279,6 +292,9 @@ async function completeInitiator(sa: IsakmpSa, mid: number, st: QuickState, payl
   }
   st.choice = acc.choice;
   st.peerSpi = acc.peerSpi;
+  // QM2 carries NAT-OAi (us as the responder sees us), then NAT-OAr: the responder's own address.
+  const oa = peerOriginalAddress(payloads, 'last');
+  if (oa) st.peerOa = oa;
   st.nr = Buffer.from((payloads.find((p) => p.type === V1PayloadType.NONCE) as { data: Buffer }).data);
   const rl = responderLifetimeMs(payloads) ?? acc.choice.lifetimeMs;
   if (rl !== undefined) st.lifetimeMs = Math.min(st.lifetimeMs, rl);
@@ -322,6 +338,8 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
     sa.env.emit({ type: 'kernel.error', version: 1, peer: sa.peerName, op: 'allocspi', message: String(err) });
     return;
   }
+  // QM1 carries NAT-OAi first: the initiator's own address.
+  const peerOa = sel.choice.udp && policy.mode === 'transport' ? peerOriginalAddress(payloads, 'first') : undefined;
   const st: QuickState = {
     role: 'responder',
     policy,
@@ -331,6 +349,7 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
     nr: sa.env.random(NONCE_BYTES),
     choice: sel.choice,
     peerSpi: sel.peerSpi,
+    ...(peerOa ? { peerOa } : {}),
     localTs,
     remoteTs,
     lifetimeMs: Math.min(sel.choice.lifetimeMs ?? policy.lifetimeMs, policy.lifetimeMs),
@@ -425,6 +444,7 @@ function buildChild(sa: IsakmpSa, st: QuickState, times = childTimes(sa, st)): C
     localTs: [st.localTs],
     remoteTs: [st.remoteTs],
     encap: choice.udp,
+    ...(choice.udp && choice.mode === 'transport' && st.peerOa ? { natOa: st.peerOa } : {}),
     keysIn: keymat(sa, st, st.spiIn),
     keysOut: keymat(sa, st, st.peerSpi as number),
     ...times,

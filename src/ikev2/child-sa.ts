@@ -22,6 +22,11 @@ export interface ChildSa {
   localTs: TrafficSelector[];
   remoteTs: TrafficSelector[];
   encap: boolean;
+  /**
+   * IKEv1 transport mode under NAT: the peer's original address from its NAT-OA, kept as the
+   * inbound SA's encap OA (what the peer's transport checksums were computed over; RFC 3948 3.1.2).
+   */
+  natOa?: string;
   keysIn: DirectionKeys;
   keysOut: DirectionKeys;
   createdAt: number;
@@ -60,7 +65,9 @@ export function inboundSaSpec(child: ChildSa, local: Endpoint, remote: Endpoint)
     mode: child.mode,
     reqid: child.reqid,
     algorithms: algorithms(child, child.keysIn),
-    ...(child.encap ? { encap: { sport: remote.port, dport: local.port } } : {}),
+    ...(child.encap
+      ? { encap: { sport: remote.port, dport: local.port, ...(child.natOa ? { oa: child.natOa } : {}) } }
+      : {}),
     replayWindow: 128,
     esn: child.suite.esn,
   };

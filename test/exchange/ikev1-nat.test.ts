@@ -54,6 +54,36 @@ describe('IKEv1 NAT traversal (RFC 3947/3948)', () => {
     expect(cb).toHaveLength(1);
     expect(ca[0]!.mode).toBe('transport');
     expect(cb[0]!.encap).toBe(true);
+    // Each side's inbound SA carries the peer's original address from its NAT-OA (RFC 3947 5.2):
+    // b sees a from 198.51.100.7, a's NAT-OAi says 10.0.0.1; a sees b as it is.
+    const inB = (await b.kernel.listSas()).find((s) => s.dst === b.addr)!;
+    const inA = (await a.kernel.listSas()).find((s) => s.dst === a.addr)!;
+    expect(inB.src).toBe('198.51.100.7');
+    expect(inB.encap?.oa).toBe(a.addr);
+    expect(inA.encap?.oa).toBe(b.addr);
+    // The same when b initiates the next Quick Mode (a rekey): the roles of the NAT-OA payloads swap.
+    const [sb] = b.manager.established('a');
+    await sb!.queue.run(() => sb!.rekeyChild?.(cb[0]!));
+    await m.settle();
+    const fresh = (await b.kernel.listSas()).filter((s) => s.dst === b.addr && s.spi !== inB.spi);
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]!.encap?.oa).toBe(a.addr);
+    const freshA = (await a.kernel.listSas()).filter((s) => s.dst === a.addr && s.spi !== inA.spi);
+    expect(freshA).toHaveLength(1);
+    expect(freshA[0]!.encap?.oa).toBe(b.addr);
+  });
+
+  it('tunnel mode under NAT: no NAT-OA, so no encap OA', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0 }, { mode: 'tunnel' });
+    m.natBehind(a, '198.51.100.7');
+    await a.manager.initiate('b');
+    await m.settle();
+    const sas = [...(await a.kernel.listSas()), ...(await b.kernel.listSas())];
+    expect(sas).toHaveLength(4);
+    expect(sas.every((s) => s.encap !== undefined && s.encap.oa === undefined)).toBe(true);
   });
 
   it('no NAT: no float, no encapsulation', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatAddr, parseAddr } from '../../src/kernel/xfrm/addr.js';
 import { NLM_F, XFRM_MSG, XFRMA } from '../../src/kernel/xfrm/constants.js';
-import { policyToKernel, saToKernel } from '../../src/kernel/xfrm/convert.js';
+import { kernelToSa, policyToKernel, saToKernel } from '../../src/kernel/xfrm/convert.js';
 import { toEvent } from '../../src/kernel/xfrm/kernel.js';
 import { decodeDatagram, encodeMessage, MESSAGES, type XfrmKind } from '../../src/kernel/xfrm/messages.js';
 import { DEFAULT_OWNERSHIP } from '../../src/kernel/xfrm/ownership.js';
@@ -187,6 +187,27 @@ describe('message codec', () => {
     expect(d.attrs.replayEsnVal).toMatchObject({ bmpLen: 4, replayWindow: 128 });
     expect(d.attrs.encap).toMatchObject({ encapType: 2, encapSport: 4500, encapDport: 4500 });
     expect(d.attrs.mark).toEqual({ v: 5, m: 0xff });
+  });
+
+  it('carries a NAT original address (IKEv1 NAT-OA) in the encap template and reads it back', () => {
+    const msg = saToKernel({
+      src: '198.51.100.7',
+      dst: '192.0.2.2',
+      spi: 0xc0ffee02,
+      proto: 'esp',
+      mode: 'transport',
+      reqid: REQID,
+      algorithms: {
+        crypt: { name: 'cbc(aes)', key: Buffer.alloc(16, 1) },
+        auth: { name: 'hmac(sha256)', key: Buffer.alloc(32, 2), truncBits: 128 },
+      },
+      encap: { sport: 40001, dport: 4500, oa: '10.0.0.1' },
+    });
+    const [d] = decodeDatagram(encodeMessage({ kind: 'NEWSA', flags: NLM_F.REQUEST, seq: 9, ...msg }));
+    if (d?.kind !== 'NEWSA') throw new Error('not NEWSA');
+    expect(d.attrs.encap?.encapOa.subarray(0, 4)).toEqual(Buffer.from([10, 0, 0, 1]));
+    expect(d.attrs.encap?.encapOa.subarray(4).every((b) => b === 0)).toBe(true);
+    expect(kernelToSa(d.header, d.attrs)?.encap).toEqual({ sport: 40001, dport: 4500, oa: '10.0.0.1' });
   });
 
   it('decodes ACQUIRE/EXPIRE/MAPPING into owned KernelEvents, foreign ones into nothing', () => {
