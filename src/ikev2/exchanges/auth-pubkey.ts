@@ -117,11 +117,23 @@ export function responderCandidates(sa: IkeSa): PeerPolicy[] {
   return exact.length > 0 ? exact : all;
 }
 
+/**
+ * CAs to name in a responder's CERTREQ, per candidate list. The manager hands
+ * out the same list until its configuration changes, so a herd of IKE_SA_INITs
+ * from one address (hundreds of peers behind it) does not scan every peer each time.
+ */
+const certReqCas = new WeakMap<readonly PeerPolicy[], Buffer[]>();
+
 /** Responder's IKE_SA_INIT CERTREQ: the CAs of every candidate peer that uses certificates. */
 export function responderCertReq(sa: IkeSa): Payload[] {
-  const cas: Buffer[] = [];
-  for (const p of responderCandidates(sa)) if (isPubkey(p.auth) && p.sendCertReq !== false) cas.push(...p.auth.cas);
-  return certReqPayloads(cas);
+  const candidates = responderCandidates(sa);
+  let cas = certReqCas.get(candidates);
+  if (!cas) {
+    cas = [];
+    for (const p of candidates) if (isPubkey(p.auth) && p.sendCertReq !== false) cas.push(...p.auth.cas);
+    certReqCas.set(candidates, cas);
+  }
+  return cas.length === 0 ? [] : certReqPayloads(cas);
 }
 
 /** Whether to announce SIGNATURE_HASH_ALGORITHMS: unless every candidate peer turned it off. */

@@ -130,19 +130,34 @@ function keyCopy(b: Buffer): Buffer {
  * turned Buffers into Uint8Arrays and cost ~2-3 % of a bench handshake.
  */
 function cloneSa<T extends SaSpec>(s: T): T {
-  const c = { ...s };
   const a = s.algorithms;
-  c.algorithms =
-    'aead' in a
-      ? { aead: { ...a.aead, key: keyCopy(a.aead.key) } }
-      : { crypt: { ...a.crypt, key: keyCopy(a.crypt.key) }, auth: { ...a.auth, key: keyCopy(a.auth.key) } };
+  const counters = (s as Partial<SaInfo>).counters;
+  // One object shape for every copy (a spread of specs built with optional fields is a slow path).
+  const c: SaSpec & { counters?: SaInfo['counters'] } = {
+    src: s.src,
+    dst: s.dst,
+    spi: s.spi,
+    proto: s.proto,
+    mode: s.mode,
+    reqid: s.reqid,
+    algorithms:
+      'aead' in a
+        ? { aead: { name: a.aead.name, key: keyCopy(a.aead.key), icvBits: a.aead.icvBits } }
+        : {
+            crypt: { name: a.crypt.name, key: keyCopy(a.crypt.key) },
+            auth: { name: a.auth.name, key: keyCopy(a.auth.key), truncBits: a.auth.truncBits },
+          },
+    counters: undefined,
+  };
   if (s.encap) c.encap = { ...s.encap };
+  if (s.replayWindow !== undefined) c.replayWindow = s.replayWindow;
+  if (s.esn !== undefined) c.esn = s.esn;
   if (s.lifetime) c.lifetime = { ...s.lifetime };
   if (s.mark) c.mark = { ...s.mark };
   if (s.selector) c.selector = { ...s.selector };
-  const counters = (s as Partial<SaInfo>).counters;
-  if (counters) (c as Partial<SaInfo>).counters = { ...counters };
-  return c;
+  // Stored SAs always have counters; a spec gets them from install() right after.
+  if (counters) c.counters = { ...counters };
+  return c as T;
 }
 
 export class MemoryKernel implements KernelIpsec {

@@ -154,34 +154,58 @@ function isNotifyOnlyResponse(payloads: readonly Payload[], statuses: readonly n
   return answer;
 }
 
-function checkDirection(rule: DirectionRule, payloads: readonly Payload[], where: string): RulesResult {
-  const seen = new Map<number, number>();
-  for (const p of payloads) {
-    if (isUnknown(p)) continue; // non-critical unknown payloads are ignored (RFC 7296 §2.5)
-    const count = rule.counts[p.type];
-    if (!count) return fail(`${name(PAYLOAD, p.type)} not allowed in ${where}`);
-    seen.set(p.type, (seen.get(p.type) ?? 0) + 1);
+const OK: RulesResult = { ok: true };
+
+/** The rule's counts as [type, min, max] rows, built once per rule (not per message). */
+const countRows = new WeakMap<DirectionRule, readonly (readonly [number, number, number])[]>();
+function rowsOf(rule: DirectionRule): readonly (readonly [number, number, number])[] {
+  let rows = countRows.get(rule);
+  if (!rows) {
+    rows = Object.entries(rule.counts)
+      .filter((e): e is [string, Count] => e[1] !== undefined)
+      .map(([t, c]) => [Number(t), c[0], c[1]] as const);
+    countRows.set(rule, rows);
   }
-  for (const [typeKey, count] of Object.entries(rule.counts)) {
-    if (!count) continue;
-    const type = Number(typeKey);
-    const n = seen.get(type) ?? 0;
-    if (n < count[0]) return fail(`${where} lacks ${name(PAYLOAD, type)}`);
-    if (n > count[1]) return fail(`${where} has ${n} ${name(PAYLOAD, type)} payloads, at most ${count[1]} allowed`);
-  }
-  for (const group of rule.together ?? []) {
-    const present = group.filter((t) => seen.has(t));
-    if (present.length > 0 && present.length < group.length) {
-      const names = group.map((t) => name(PAYLOAD, t)).join('/');
-      return fail(`${where} has only part of ${names}, which go together`);
+  return rows;
+}
+
+/** Occurrences per payload type (types are one octet), reset after each check. */
+const seenCount = new Uint32Array(256);
+
+function checkDirection(rule: DirectionRule, payloads: readonly Payload[], where: () => string): RulesResult {
+  const counted: number[] = [];
+  try {
+    for (const p of payloads) {
+      if (isUnknown(p)) continue; // non-critical unknown payloads are ignored (RFC 7296 §2.5)
+      const count = rule.counts[p.type];
+      if (!count) return fail(`${name(PAYLOAD, p.type)} not allowed in ${where()}`);
+      const t = p.type & 0xff;
+      if (seenCount[t] === 0) counted.push(t);
+      seenCount[t] = (seenCount[t] as number) + 1;
     }
-  }
-  for (const group of rule.oneOf ?? []) {
-    if (!group.some((t) => seen.has(t))) {
-      return fail(`${where} needs one of ${group.map((t) => name(PAYLOAD, t)).join('/')}`);
+    const seen = (t: number) => (seenCount[t & 0xff] as number) > 0;
+    for (const [type, min, max] of rowsOf(rule)) {
+      const n = seenCount[type & 0xff] as number;
+      if (n < min) return fail(`${where()} lacks ${name(PAYLOAD, type)}`);
+      if (n > max) return fail(`${where()} has ${n} ${name(PAYLOAD, type)} payloads, at most ${max} allowed`);
     }
+    for (const group of rule.together ?? []) {
+      let present = 0;
+      for (const t of group) if (seen(t)) present++;
+      if (present > 0 && present < group.length) {
+        const names = group.map((t) => name(PAYLOAD, t)).join('/');
+        return fail(`${where()} has only part of ${names}, which go together`);
+      }
+    }
+    for (const group of rule.oneOf ?? []) {
+      if (!group.some(seen)) {
+        return fail(`${where()} needs one of ${group.map((t) => name(PAYLOAD, t)).join('/')}`);
+      }
+    }
+    return OK;
+  } finally {
+    for (const t of counted) seenCount[t] = 0;
   }
-  return { ok: true };
 }
 
 /**
@@ -198,8 +222,8 @@ export function checkExchangeRules(
   innerPayloads?: readonly Payload[],
 ): RulesResult {
   const rule = EXCHANGE_RULES[exchangeType];
-  const where = `${name(EXCHANGE, exchangeType)} ${isResponse ? 'response' : 'request'}`;
-  if (!rule) return fail(`no payload rules for ${where}`);
+  const where = () => `${name(EXCHANGE, exchangeType)} ${isResponse ? 'response' : 'request'}`;
+  if (!rule) return fail(`no payload rules for ${where()}`);
   let body: readonly Payload[];
   if (rule.encrypted) {
     const only = outerPayloads[0];
@@ -207,18 +231,18 @@ export function checkExchangeRules(
       const plain = outerPayloads.find((p) => p.type !== PAYLOAD.SK && p.type !== PAYLOAD.SKF);
       return fail(
         plain
-          ? `${where} carries ${name(PAYLOAD, plain.type)} outside the encrypted payload`
-          : `${where} must carry exactly one SK or SKF payload`,
+          ? `${where()} carries ${name(PAYLOAD, plain.type)} outside the encrypted payload`
+          : `${where()} must carry exactly one SK or SKF payload`,
       );
     }
-    if (innerPayloads === undefined) return { ok: true };
+    if (innerPayloads === undefined) return OK;
     body = innerPayloads;
   } else {
-    if (innerPayloads !== undefined) return fail(`${where} has no encrypted payload`);
+    if (innerPayloads !== undefined) return fail(`${where()} has no encrypted payload`);
     const enc = outerPayloads.find((p) => p.type === PAYLOAD.SK || p.type === PAYLOAD.SKF);
-    if (enc) return fail(`${name(PAYLOAD, enc.type)} not allowed in ${where}`);
+    if (enc) return fail(`${name(PAYLOAD, enc.type)} not allowed in ${where()}`);
     body = outerPayloads;
   }
-  if (isResponse && isNotifyOnlyResponse(body, rule.notifyOnlyResponses ?? [])) return { ok: true };
+  if (isResponse && isNotifyOnlyResponse(body, rule.notifyOnlyResponses ?? [])) return OK;
   return checkDirection(isResponse ? rule.response : rule.request, body, where);
 }
