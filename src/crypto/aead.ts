@@ -27,7 +27,7 @@ export function aeadEncrypt(
 ): { ciphertext: Buffer; tag: Buffer } {
   const c = createCipheriv(cipherName as 'aes-128-gcm', key, nonce, { authTagLength: tagLength });
   c.setAAD(aad);
-  const ciphertext = Buffer.concat([c.update(plaintext), c.final()]);
+  const ciphertext = joinFinal(c.update(plaintext), c.final());
   return { ciphertext, tag: c.getAuthTag() };
 }
 
@@ -44,9 +44,111 @@ export function aeadDecrypt(
     const d = createDecipheriv(cipherName as 'aes-128-gcm', key, nonce, { authTagLength: tag.length });
     d.setAAD(aad);
     d.setAuthTag(tag);
-    return Buffer.concat([d.update(ciphertext), d.final()]);
+    return joinFinal(d.update(ciphertext), d.final());
   } catch {
     return null;
+  }
+}
+
+/**
+ * update() || final(). Stream AEADs return nothing from final(), and update()'s
+ * result is a private, unpooled buffer: keep it rather than copy both into the pool.
+ */
+function joinFinal(out: Buffer, fin: Buffer): Buffer {
+  return fin.length === 0 ? out : Buffer.concat([out, fin]);
+}
+
+/**
+ * The AEAD SK cipher of one direction of an IKE SA. A class, not closures: an
+ * SA holds two for its lifetime.
+ */
+class AeadSkCipher implements SkCipher {
+  readonly overhead: number;
+  private readonly ivSize: number;
+  private readonly icvSize: number;
+  private readonly blockSize: number;
+  /** salt || IV; the IV part is rewritten per message (calls never interleave). */
+  private readonly nonce: Buffer;
+
+  constructor(
+    private readonly encr: EncrDescriptor,
+    private readonly cipherName: string,
+    private readonly key: Buffer,
+    salt: Buffer,
+    private readonly random: RandomSource,
+  ) {
+    this.ivSize = encr.ivSize;
+    this.icvSize = encr.icvSize;
+    this.blockSize = encr.blockSize;
+    this.overhead = this.ivSize + this.icvSize;
+    this.nonce = Buffer.alloc(salt.length + this.ivSize); // 12 bytes: inside the JS heap, no backing store
+    salt.copy(this.nonce, 0);
+  }
+
+  private paddedLength(plainLen: number): number {
+    return Math.ceil((plainLen + 1) / this.blockSize) * this.blockSize;
+  }
+
+  sealedLength(plainLen: number): number {
+    return this.ivSize + this.paddedLength(plainLen) + this.icvSize;
+  }
+
+  private nonceOf(iv: Uint8Array): Buffer {
+    this.nonce.set(iv, this.nonce.length - this.ivSize);
+    return this.nonce;
+  }
+
+  /** IV || E(plaintext | padding | pad length) || ICV written into `out` at `at` (sealedLength bytes). */
+  private sealTo(out: Buffer, at: number, aad: Buffer, plaintext: Buffer, iv?: Buffer): void {
+    const ivBuf = iv ?? this.random(this.ivSize);
+    if (ivBuf.length !== this.ivSize)
+      throw new CoatiError('INVALID_IV', `${this.encr.name}: IV must be ${this.ivSize} bytes`);
+    const padLen = this.paddedLength(plaintext.length) - plaintext.length - 1;
+    const trailer = Buffer.alloc(padLen + 1);
+    trailer[padLen] = padLen;
+    const c = createCipheriv(this.cipherName as 'aes-128-gcm', this.key, this.nonceOf(ivBuf), {
+      authTagLength: this.icvSize,
+    });
+    c.setAAD(aad);
+    let off = at;
+    out.set(ivBuf, off);
+    off += this.ivSize;
+    for (const part of [c.update(plaintext), c.update(trailer), c.final()]) {
+      out.set(part, off);
+      off += part.length;
+    }
+    out.set(c.getAuthTag(), off);
+  }
+
+  seal(aad: Buffer, plaintext: Buffer, iv?: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(this.sealedLength(plaintext.length));
+    this.sealTo(out, 0, aad, plaintext, iv);
+    return out;
+  }
+
+  sealMessage(prefix: Buffer, plaintext: Buffer, iv?: Buffer): Buffer {
+    const out = Buffer.allocUnsafeSlow(prefix.length + this.sealedLength(plaintext.length));
+    prefix.copy(out, 0);
+    this.sealTo(out, prefix.length, prefix, plaintext, iv);
+    return out;
+  }
+
+  open(aad: Buffer, body: Buffer): Buffer | null {
+    const { ivSize, icvSize } = this;
+    const ctLen = body.length - ivSize - icvSize;
+    if (ctLen < 1) return null;
+    const pt = aeadDecrypt(
+      this.cipherName,
+      this.key,
+      this.nonceOf(body.subarray(0, ivSize)),
+      aad,
+      body.subarray(ivSize, ivSize + ctLen),
+      body.subarray(ivSize + ctLen),
+    );
+    if (pt === null) return null;
+    const padLen = pt[pt.length - 1] ?? 0;
+    if (padLen + 1 > pt.length) return null;
+    return pt.subarray(0, pt.length - padLen - 1);
   }
 }
 
@@ -64,40 +166,5 @@ export function createAeadSkCipher(args: {
   if (salt.length !== encr.saltSize) {
     throw new CoatiError('INVALID_KEY_LENGTH', `${encr.name}: salt must be ${encr.saltSize} bytes`);
   }
-  const cipherName = encr.nodeCipher(keyBits);
-  const { ivSize, icvSize, blockSize } = encr;
-  const paddedLength = (plainLen: number): number => Math.ceil((plainLen + 1) / blockSize) * blockSize;
-  const nonceOf = (iv: Buffer): Buffer => Buffer.concat([salt, iv]);
-
-  return {
-    overhead: ivSize + icvSize,
-    sealedLength: (plainLen) => ivSize + paddedLength(plainLen) + icvSize,
-    seal(aad, plaintext, iv) {
-      const ivBuf = iv ?? random(ivSize);
-      if (ivBuf.length !== ivSize) throw new CoatiError('INVALID_IV', `${encr.name}: IV must be ${ivSize} bytes`);
-      const padded = Buffer.alloc(paddedLength(plaintext.length));
-      plaintext.copy(padded);
-      padded[padded.length - 1] = padded.length - plaintext.length - 1;
-      const { ciphertext, tag } = aeadEncrypt(cipherName, key, nonceOf(ivBuf), aad, padded, icvSize);
-      padded.fill(0);
-      return Buffer.concat([ivBuf, ciphertext, tag]);
-    },
-    open(aad, body) {
-      const ctLen = body.length - ivSize - icvSize;
-      if (ctLen < 1) return null;
-      const ivBuf = body.subarray(0, ivSize);
-      const pt = aeadDecrypt(
-        cipherName,
-        key,
-        nonceOf(ivBuf),
-        aad,
-        body.subarray(ivSize, ivSize + ctLen),
-        body.subarray(ivSize + ctLen),
-      );
-      if (pt === null) return null;
-      const padLen = pt[pt.length - 1] ?? 0;
-      if (padLen + 1 > pt.length) return null;
-      return pt.subarray(0, pt.length - padLen - 1);
-    },
-  };
+  return new AeadSkCipher(encr, encr.nodeCipher(keyBits), key, salt, random);
 }

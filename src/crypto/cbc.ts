@@ -57,7 +57,16 @@ export function createCbcSkCipher(args: {
       const icv = body.subarray(ivSize + ctLen);
       if (!integ.verify([aad, ivBuf, ct], icv)) return null;
       const d = createDecipheriv(cipherName, encKey, ivBuf).setAutoPadding(false);
-      const pt = Buffer.concat([d.update(ct), d.final()]);
+      // update()'s result is private and unpooled (callers decode views into it); final() adds
+      // nothing without auto padding.
+      const dec = d.update(ct);
+      const fin = d.final();
+      let pt = dec;
+      if (fin.length > 0) {
+        pt = Buffer.allocUnsafeSlow(dec.length + fin.length);
+        dec.copy(pt, 0);
+        fin.copy(pt, dec.length);
+      }
       const padLen = pt[pt.length - 1] ?? 0;
       if (padLen + 1 > pt.length) return null;
       return pt.subarray(0, pt.length - padLen - 1);

@@ -21,6 +21,12 @@ export interface SkCipher {
    * header. Returns IV || ciphertext || ICV. Padding is added here.
    */
   seal(aad: Buffer, plaintext: Buffer, iv?: Buffer): Buffer;
+  /**
+   * prefix || seal(prefix, plaintext) as one buffer of its own (outside the
+   * Buffer pool: sent messages are kept for retransmission). Optional: the
+   * caller joins the two otherwise.
+   */
+  sealMessage?(prefix: Buffer, plaintext: Buffer, iv?: Buffer): Buffer;
   /** Verify and decrypt an SK body; the inner chain without padding, or null. Never throws. */
   open(aad: Buffer, body: Buffer): Buffer | null;
 }

@@ -137,8 +137,12 @@ export class Ikev2Manager implements IkeSaHost {
       const p = rt.policy;
       if (p.version !== 2) continue;
       v2.push(p);
-      byId.set(p.remoteId.text, [...(byId.get(p.remoteId.text) ?? []), p]);
-      byAddr.set(p.remoteAddress, [...(byAddr.get(p.remoteAddress) ?? []), p]);
+      const ids = byId.get(p.remoteId.text);
+      if (ids) ids.push(p);
+      else byId.set(p.remoteId.text, [p]);
+      const addrs = byAddr.get(p.remoteAddress);
+      if (addrs) addrs.push(p);
+      else byAddr.set(p.remoteAddress, [p]);
       for (const prop of p.ikeProposals) {
         const k = JSON.stringify(prop);
         if (!seen.has(k)) {
@@ -641,10 +645,11 @@ export class Ikev2Manager implements IkeSaHost {
     if (this.frozen) return; // handed over: the next process answers (peers retransmit)
     let msg: IkeMessage;
     try {
-      const h = decodeHeader(data);
-      if (h.majorVersion !== 2) return this.drop(`IKE major version ${h.majorVersion}`, from);
       msg = decodeMessage(data);
     } catch (err) {
+      // Another major version is named as such, whatever the rest looks like.
+      const major = this.majorVersionOf(data);
+      if (major !== undefined && major !== 2) return this.drop(`IKE major version ${major}`, from);
       const reason = err instanceof MalformedMessageError ? err.message : `decoder failure: ${String(err)}`;
       return this.drop(reason, from);
     }
@@ -655,6 +660,14 @@ export class Ikev2Manager implements IkeSaHost {
         error: err instanceof Error ? err.stack : String(err),
         from: `${from.addr}:${from.port}`,
       });
+    }
+  }
+
+  private majorVersionOf(data: Buffer): number | undefined {
+    try {
+      return decodeHeader(data).majorVersion;
+    } catch {
+      return undefined;
     }
   }
 

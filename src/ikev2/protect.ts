@@ -96,7 +96,7 @@ export class MessageProtector {
     const whole = IKE_HEADER_LENGTH + 4 + sealedLen;
     if (fragmentSize <= 0 || whole <= fragmentSize || f.exchangeType === EXCHANGE.IKE_SA_INIT) {
       const prefix = encodeSkPrefix(header, [], inner.firstType, sealedLen);
-      return [joined(prefix, this.out.seal(prefix, inner.bytes))];
+      return [this.sealMessage(prefix, inner.bytes)];
     }
     // Plaintext per fragment so each datagram stays within fragmentSize.
     const budget = fragmentSize - IKE_HEADER_LENGTH - SKF_HEADER_LENGTH - this.out.overhead - 16;
@@ -104,8 +104,14 @@ export class MessageProtector {
     return parts.map((part, i) => {
       const bodyLen = this.out.sealedLength(part.length);
       const prefix = encodeSkfPrefix(header, i + 1, parts.length, inner.firstType, bodyLen);
-      return joined(prefix, this.out.seal(prefix, part));
+      return this.sealMessage(prefix, part);
     });
+  }
+
+  private sealMessage(prefix: Buffer, plaintext: Buffer): Buffer {
+    return this.out.sealMessage
+      ? this.out.sealMessage(prefix, plaintext)
+      : joined(prefix, this.out.seal(prefix, plaintext));
   }
 
   /**
@@ -120,9 +126,12 @@ export class MessageProtector {
     if (!plain) return { kind: 'drop', reason: 'integrity check failed' };
     let innerFirst: number;
     let bytes: Buffer;
+    // Decrypted here, private to this message: the decoder may keep views into it.
+    let owned = false;
     if (isSk(last)) {
       innerFirst = last.innerFirstPayload;
       bytes = plain;
+      owned = true;
     } else {
       const key = header.flags.response ? 'resp' : 'req';
       let slot = this.reassembly.get(key);
@@ -143,7 +152,7 @@ export class MessageProtector {
       bytes = res.bytes;
     }
     try {
-      return { kind: 'payloads', payloads: decodePayloadChain(bytes, innerFirst) };
+      return { kind: 'payloads', payloads: decodePayloadChain(bytes, innerFirst, 'SK', owned) };
     } catch (err) {
       if (err instanceof MalformedMessageError)
         return { kind: 'drop', reason: `malformed encrypted payloads: ${err.message}` };

@@ -181,6 +181,19 @@ export class Writer {
   patchU8(at: number, v: number): void {
     this.buf[at] = v & 0xff;
   }
+  /** Overwrites bytes already written (e.g. a header reserved before its fields were known). */
+  patchBytes(at: number, b: Uint8Array): void {
+    if (at < 0 || at + b.length > this.pos)
+      throw new RangeError(`patch of ${b.length} bytes at ${at} past ${this.pos}`);
+    this.buf.set(b, at);
+  }
+  /**
+   * The bytes written so far, without a copy: for results used at once and
+   * not kept (a view may share a Buffer pool slab).
+   */
+  view(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
   /** Returns a copy of the bytes written so far (outside the Buffer pool: encoded messages are often kept). */
   finish(): Buffer {
     return ownedCopy(this.buf.subarray(0, this.pos));

@@ -109,10 +109,13 @@ export function decodeMessage(buf: Uint8Array): IkeMessage {
  * Decode a chain of payloads that is not a whole message: the decrypted
  * contents of an SK payload (or reassembled SKF fragments). Offsets in errors
  * are relative to `buf`; `where` labels the container (e.g. `SK`).
- * SK/SKF may not appear inside.
+ * SK/SKF may not appear inside. Decoded fields are views into a private copy
+ * of `buf`, or into `buf` itself when the caller says it is `owned`.
  */
-export function decodePayloadChain(buf: Uint8Array, firstType: number, where = 'SK'): Payload[] {
+export function decodePayloadChain(buf: Uint8Array, firstType: number, where = 'SK', owned = false): Payload[] {
   return safeDecode(where, () => {
-    return chain(new Reader(ownedCopy(buf), 0, buf.length, where, true), firstType, false, `${where}/`);
+    // `owned`: the caller hands over `buf` (never reused, not a pool slice): decode views into it.
+    const mine = owned ? buf : ownedCopy(buf);
+    return chain(new Reader(mine, 0, buf.length, where, true), firstType, false, `${where}/`);
   });
 }

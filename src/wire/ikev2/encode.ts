@@ -86,21 +86,29 @@ function writeChain(w: Writer, payloads: readonly Payload[], trailingNext: numbe
   return payloads[0]?.type ?? trailingNext;
 }
 
-/** Encode a payload chain (e.g. the plaintext to put inside SK). */
+/**
+ * Encode a payload chain (e.g. the plaintext to put inside SK). The bytes are
+ * a view meant to be used at once (encrypted into a message), not kept.
+ */
 export function encodePayloadChain(payloads: readonly Payload[]): { firstType: number; bytes: Buffer } {
   const w = new Writer();
   const firstType = writeChain(w, payloads, PAYLOAD.NONE);
-  return { firstType, bytes: w.finish() };
+  return { firstType, bytes: w.view() };
+}
+
+/** Writes the IKE header over the IKE_HEADER_LENGTH bytes reserved at the start of `w`. */
+function patchHeader(w: Writer, header: IkeHeader, nextPayload: number): void {
+  const h = new Writer(IKE_HEADER_LENGTH);
+  writeHeader(h, header, nextPayload, w.length);
+  w.patchBytes(0, h.view());
 }
 
 /** Encode a whole message; header.nextPayload and header.length are computed. */
 export function encodeMessage(header: IkeHeader, payloads: readonly Payload[]): Buffer {
-  const chain = new Writer();
-  const firstType = writeChain(chain, payloads, PAYLOAD.NONE);
-  const body = chain.finish();
-  const w = new Writer(IKE_HEADER_LENGTH + body.length);
-  writeHeader(w, header, firstType, IKE_HEADER_LENGTH + body.length);
-  w.bytes(body);
+  const w = new Writer(512);
+  w.zeros(IKE_HEADER_LENGTH);
+  const firstType = writeChain(w, payloads, PAYLOAD.NONE);
+  patchHeader(w, header, firstType);
   return w.finish();
 }
 
@@ -108,7 +116,8 @@ export function encodeMessage(header: IkeHeader, payloads: readonly Payload[]): 
  * Bytes of [IKE header with the final total length][unencrypted payloads][SK
  * generic header] for an SK body of `skBodyLength` bytes (IV || ciphertext ||
  * ICV). This prefix is the AEAD associated data and the start of the
- * integrity-checked range; append the body to complete the message.
+ * integrity-checked range; append the body to complete the message. A view to
+ * be used at once (the sealed message copies it).
  */
 export function encodeSkPrefix(
   header: IkeHeader,
@@ -116,15 +125,14 @@ export function encodeSkPrefix(
   skInnerFirst: number,
   skBodyLength: number,
 ): Buffer {
-  const chain = new Writer();
-  const firstType = writeChain(chain, unencryptedPayloads, PAYLOAD.SK);
-  const plain = chain.finish();
-  const total = IKE_HEADER_LENGTH + plain.length + GENERIC_PAYLOAD_HEADER_LENGTH + skBodyLength;
-  const w = new Writer(total - skBodyLength);
-  writeHeader(w, header, firstType, total);
-  w.bytes(plain);
+  const w = new Writer(64);
+  w.zeros(IKE_HEADER_LENGTH);
+  const firstType = writeChain(w, unencryptedPayloads, PAYLOAD.SK);
   writeGeneric(w, skInnerFirst, false, skBodyLength, PAYLOAD.SK);
-  return w.finish();
+  const h = new Writer(IKE_HEADER_LENGTH);
+  writeHeader(h, header, firstType, w.length + skBodyLength);
+  w.patchBytes(0, h.view());
+  return w.view();
 }
 
 /**
@@ -147,5 +155,5 @@ export function encodeSkfPrefix(
   writeHeader(w, header, PAYLOAD.SKF, total);
   writeGeneric(w, fragmentNumber === 1 ? innerFirst : PAYLOAD.NONE, false, 4 + bodyLength, PAYLOAD.SKF);
   w.u16(fragmentNumber).u16(totalFragments);
-  return w.finish();
+  return w.view();
 }
