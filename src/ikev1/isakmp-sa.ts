@@ -125,6 +125,8 @@ export class IsakmpSa {
   readonly createdAt: number;
   establishedAt = 0;
   lastInboundAt = 0;
+  /** When this SA last sent anything (the restart backoff after a failed attempt counts from it). */
+  lastSentAt = 0;
   expireAt = 0;
   rekeyAt = 0;
   /** Set on an ISAKMP SA being replaced by a newer one. */
@@ -353,6 +355,7 @@ export class IsakmpSa {
   }
 
   sendRaw(data: Buffer): void {
+    this.lastSentAt = this.env.clock.now();
     this.env.send({ data, local: this.local, remote: this.remote });
   }
 

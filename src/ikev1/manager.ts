@@ -277,9 +277,11 @@ export class Ikev1Manager implements IsakmpSaHost {
         this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
       }
       if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      // A timed-out attempt already waited this long for an answer since it last sent.
+      const silentMs = sa.lastSentAt ? this.env.clock.now() - sa.lastSentAt : 0;
       await sa.destroy(reason);
       if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
-      if (rt) await this.afterLoss(rt, phase);
+      if (rt) await this.afterLoss(rt, phase, silentMs);
     });
   }
 
@@ -332,11 +334,11 @@ export class Ikev1Manager implements IsakmpSaHost {
 
   // ---- what follows a loss -----------------------------------------------------
 
-  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'deleted'): Promise<void> {
+  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'deleted', silentMs = 0): Promise<void> {
     if (this.refusing) return;
     if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
     if (why === 'establish') {
-      if (rt.wantUp) this.scheduleRetry(rt);
+      if (rt.wantUp) this.scheduleRetry(rt, silentMs);
       return;
     }
     const action = rt.policy.dpdAction;
@@ -351,9 +353,15 @@ export class Ikev1Manager implements IsakmpSaHost {
     }
   }
 
-  private scheduleRetry(rt: PeerRuntime): void {
+  /**
+   * The next attempt after a failed one: the backoff counts from the failed attempt's last
+   * transmission (`silentMs` ago), so its final retransmission wait and the backoff do not
+   * add up to a long silence in which a healed path goes unnoticed.
+   */
+  private scheduleRetry(rt: PeerRuntime, silentMs = 0): void {
     rt.failures++;
-    const wait = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    const backoff = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    const wait = Math.max(0, backoff - silentMs);
     rt.retryTimer?.cancel();
     rt.nextRetryAt = this.env.clock.now() + wait;
     rt.retryTimer = this.env.clock.setTimer(wait, () => {
