@@ -216,11 +216,9 @@ export class CoatiV1 {
   }
 
   /**
-   * Adds (or replaces) a peer file and runs `coatictl reload`. coatid's start-up does not
-   * run the IKEv1 manager's `start` (no `start = now` initiation, no traps for IKEv1
-   * peers) and the admin socket's initiate/terminate only reach IKEv2 peers, but a
-   * reload that adds a `start = "now"` IKEv1 peer initiates it: that is how these tests
-   * make coati the initiator.
+   * Adds (or replaces) a peer file and runs `coatictl reload`; a reload that adds a
+   * `start = "now"` IKEv1 peer initiates it. (coatid's start-up and `coatictl initiate` /
+   * `terminate` reach IKEv1 peers as well; coati-v1-certs/-dpd/-nat use `coatictl initiate`.)
    */
   async addPeer(p: CoatiV1PeerSpec): Promise<void> {
     writeFileSync(join(this.dir, 'peers.d', `${p.name}.toml`), v1PeerToml(p, this.dir));
