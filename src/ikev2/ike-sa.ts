@@ -18,8 +18,8 @@ import { DeleteChildTask, DeleteIkeTask, LivenessTask, respondInformational } fr
 import { N, P } from './payloads.js';
 import type { PolicyBook } from './policy-book.js';
 import { encodePlain, type MessageProtector } from './protect.js';
-import { livenessSchedule } from './retransmit.js';
-import { type InboundMessage, type OutboundMessage, TaskManager } from './task-manager.js';
+import { livenessSchedule, type RetransmitSchedule } from './retransmit.js';
+import { type InboundMessage, type OutboundMessage, TaskManager, type TaskManagerEnv } from './task-manager.js';
 
 /** What an IKE SA needs from its manager. */
 export interface IkeSaHost {
@@ -56,6 +56,42 @@ export interface IkeSaHost {
 }
 
 export type Role = 'initiator' | 'responder';
+
+const DEFAULT_SA_RETRANSMIT = { baseMs: 2000, factor: 1.8, maxTimeoutMs: 30_000, tries: 5, jitter: 0.2 };
+
+/**
+ * What the task manager needs from its IKE SA, as one small object with
+ * methods (an SA lives for hours; six closures each would be kept as long).
+ */
+class SaTaskEnv implements TaskManagerEnv<Payload> {
+  readonly clock: EngineEnv['clock'];
+  readonly random: () => number;
+  constructor(
+    private readonly sa: IkeSa,
+    readonly schedule: RetransmitSchedule,
+  ) {
+    this.clock = sa.env.clock;
+    this.random = sa.env.rand01;
+  }
+  encode(msg: OutboundMessage<Payload>, messageId: number, response: boolean): Buffer[] {
+    return this.sa.encodeForTasks(msg, messageId, response);
+  }
+  send(datagrams: Buffer[]): void {
+    this.sa.sendDatagrams(datagrams);
+  }
+  respond(msg: InboundMessage<Payload>): Promise<OutboundMessage<Payload>> {
+    return this.sa.respondForTasks(msg);
+  }
+  onTimeout(task: string): void {
+    this.sa.onTaskTimeoutForTasks(task);
+  }
+  onRetransmit(task: string, attempt: number): void {
+    this.sa.env.emit({ type: 'retransmit', peer: this.sa.peerName, exchange: task, attempt });
+  }
+  onIdsChanged(): void {
+    this.sa.env.emit({ type: 'ike.msgid', peer: this.sa.peerName, sa: this.sa.label });
+  }
+}
 
 /**
  * One IKE SA: its negotiated state, its Child SAs, its task manager and its
@@ -109,7 +145,12 @@ export class IkeSa {
   /** AUTH methods used by each side and the peer's certificate subject, once verified. */
   authUsed: { local?: number; remote?: number; remoteSubject?: string } = {};
   /** Child rekeys the peer ran while ours was in flight: old child uid -> the peer's new child. */
-  private readonly childCollisions = new Map<string, ChildSa>();
+  /** Made on first use: most SAs never see a rekey collision. */
+  private childCollisionMap: Map<string, ChildSa> | undefined;
+  private get childCollisions(): Map<string, ChildSa> {
+    this.childCollisionMap ??= new Map();
+    return this.childCollisionMap;
+  }
   private childSeq = 0;
   /** The peer announced IKEV2_MESSAGE_ID_SYNC_SUPPORTED in IKE_AUTH (RFC 6311); we always do. */
   peerMsgIdSync = false;
@@ -127,18 +168,18 @@ export class IkeSa {
   ) {
     this.peer = peer;
     this.createdAt = host.env.clock.now();
-    const env = host.env;
-    this.tm = new TaskManager<Payload>({
-      clock: env.clock,
-      random: env.rand01,
-      schedule: peer?.retransmit ?? { baseMs: 2000, factor: 1.8, maxTimeoutMs: 30_000, tries: 5, jitter: 0.2 },
-      encode: (msg, id, response) => this.encode(msg, id, response),
-      send: (d) => this.sendDatagrams(d),
-      respond: (msg) => this.respond(msg),
-      onTimeout: (task) => this.onTaskTimeout(task),
-      onRetransmit: (task, attempt) => env.emit({ type: 'retransmit', peer: this.peerName, exchange: task, attempt }),
-      onIdsChanged: () => env.emit({ type: 'ike.msgid', peer: this.peerName, sa: this.label }),
-    });
+    this.tm = new TaskManager<Payload>(new SaTaskEnv(this, peer?.retransmit ?? DEFAULT_SA_RETRANSMIT));
+  }
+
+  /** For SaTaskEnv (the task manager's view of this SA). */
+  encodeForTasks(msg: OutboundMessage<Payload>, messageId: number, response: boolean): Buffer[] {
+    return this.encode(msg, messageId, response);
+  }
+  respondForTasks(msg: InboundMessage<Payload>): Promise<OutboundMessage<Payload>> {
+    return this.respond(msg);
+  }
+  onTaskTimeoutForTasks(task: string): void {
+    this.onTaskTimeout(task);
   }
 
   get env(): EngineEnv {

@@ -2,9 +2,10 @@ import { KernelError } from '../kernel/errors.js';
 import type { KernelIpsec, PolicySpec } from '../kernel/types.js';
 import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 
+/** Joined, not a template literal: a kept template result is a rope of one object per piece. */
 function key(p: PolicySpec): string {
   const s = p.selector;
-  return `${p.dir}|${s.src}|${s.dst}|${s.proto ?? 0}|${s.srcPort ?? 0}|${s.dstPort ?? 0}`;
+  return [p.dir, s.src, s.dst, s.proto ?? 0, s.srcPort ?? 0, s.dstPort ?? 0].join('|');
 }
 
 interface Entry {

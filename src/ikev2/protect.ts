@@ -71,7 +71,12 @@ export class MessageProtector {
   private readonly out: SkCipher;
   private readonly in: SkCipher;
   /** One reassembler per direction of traffic (requests, responses), keyed by message ID. */
-  private readonly reassembly = new Map<string, { id: number; r: FragmentReassembler }>();
+  private reassemblyMap: Map<string, { id: number; r: FragmentReassembler }> | undefined;
+  /** Made on the first fragment: most SAs never receive one. */
+  private get reassembly(): Map<string, { id: number; r: FragmentReassembler }> {
+    this.reassemblyMap ??= new Map();
+    return this.reassemblyMap;
+  }
 
   constructor(suite: IkeSuite, keys: IkeSaKeys, originalInitiator: boolean, random?: RandomSource) {
     const mk = (encKey: Buffer, integKey: Buffer) =>

@@ -61,7 +61,7 @@ const canonPrefixCache = new Map<string, string>();
 function memo(cache: Map<string, string>, text: string, compute: (t: string) => string): string {
   let v = cache.get(text);
   if (v === undefined) {
-    v = compute(text); // throws on bad input: nothing cached
+    v = flat(compute(text)); // throws on bad input: nothing cached
     if (cache.size >= CANON_CACHE_MAX) cache.clear();
     cache.set(text, v);
   }
@@ -78,7 +78,12 @@ const canonPrefix = (p: string): string =>
     return formatPrefix(r.bytes, r.family, r.len);
   });
 const markKey = (m?: { value: number; mask: number }) => (m ? `${m.value & m.mask}/${m.mask}` : '');
-const saKey = (id: SaId) => `${canonAddr(id.dst)}|${id.spi >>> 0}|${id.proto}|${markKey(id.mark)}`;
+/*
+ * Keys are joined, not built with template literals: a template makes a rope
+ * (one ConsString per piece) and a stored key keeps the whole rope alive,
+ * ~1.4 KB per SA across the kernel's keys.
+ */
+const saKey = (id: SaId) => [canonAddr(id.dst), id.spi >>> 0, id.proto, markKey(id.mark)].join('|');
 function canonSelector(s: KernelSelector): KernelSelector {
   const out: KernelSelector = { src: canonPrefix(s.src), dst: canonPrefix(s.dst) };
   if (s.proto) out.proto = s.proto;
@@ -88,7 +93,9 @@ function canonSelector(s: KernelSelector): KernelSelector {
 }
 /** Key of a policy by its canonical selector, direction and mark. */
 const policyKey = (canon: KernelSelector, id: Omit<PolicyId, 'selector'>) =>
-  `${describeSelector(canon)}|${id.dir}|${markKey(id.mark)}`;
+  [canon.src, canon.srcPort || 0, canon.dst, canon.dstPort || 0, canon.proto || 0, id.dir, markKey(id.mark)].join('|');
+/** A flat copy of a string that may be a rope (cached values live as long as the cache). */
+const flat = (s: string): string => (s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8'));
 const EMPTY = Buffer.alloc(0);
 
 function inPrefix(addr: string, prefix: string): boolean {
