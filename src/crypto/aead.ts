@@ -58,6 +58,8 @@ function joinFinal(out: Buffer, fin: Buffer): Buffer {
   return fin.length === 0 ? out : Buffer.concat([out, fin]);
 }
 
+let nonceScratch = Buffer.allocUnsafeSlow(12);
+
 /**
  * The AEAD SK cipher of one direction of an IKE SA. A class, not closures: an
  * SA holds two for its lifetime.
@@ -67,8 +69,7 @@ class AeadSkCipher implements SkCipher {
   private readonly ivSize: number;
   private readonly icvSize: number;
   private readonly blockSize: number;
-  /** salt || IV; the IV part is rewritten per message (calls never interleave). */
-  private readonly nonce: Buffer;
+  private readonly salt: Buffer;
 
   constructor(
     private readonly encr: EncrDescriptor,
@@ -81,8 +82,7 @@ class AeadSkCipher implements SkCipher {
     this.icvSize = encr.icvSize;
     this.blockSize = encr.blockSize;
     this.overhead = this.ivSize + this.icvSize;
-    this.nonce = Buffer.alloc(salt.length + this.ivSize); // 12 bytes: inside the JS heap, no backing store
-    salt.copy(this.nonce, 0);
+    this.salt = salt;
   }
 
   private paddedLength(plainLen: number): number {
@@ -93,9 +93,18 @@ class AeadSkCipher implements SkCipher {
     return this.ivSize + this.paddedLength(plainLen) + this.icvSize;
   }
 
+  /**
+   * salt || IV in a scratch buffer shared by all ciphers: the cipher copies
+   * its nonce when created, and calls never interleave (a nonce buffer per
+   * cipher costs a backing store per SA direction once OpenSSL has seen it).
+   */
   private nonceOf(iv: Uint8Array): Buffer {
-    this.nonce.set(iv, this.nonce.length - this.ivSize);
-    return this.nonce;
+    const len = this.salt.length + this.ivSize;
+    if (nonceScratch.length < len) nonceScratch = Buffer.allocUnsafeSlow(len);
+    const n = nonceScratch.subarray(0, len);
+    n.set(this.salt, 0);
+    n.set(iv, this.salt.length);
+    return n;
   }
 
   /** IV || E(plaintext | padding | pad length) || ICV written into `out` at `at` (sealedLength bytes). */

@@ -66,8 +66,11 @@ function expand(skeyseed: Buffer, p: IkeSaKeyParams): IkeSaKeys {
   const total = 3 * prfLen + 2 * aLen + 2 * eLen;
   const stream = prfPlus(prfD, skeyseed, [p.ni, p.nr, p.spiI, p.spiR], total);
   // The keys live as long as the SA: they share one backing store of their own
-  // (a pooled copy per key pins an 8 KiB Buffer pool slab each).
-  const store = ownedCopy(stream);
+  // (a pooled copy per key pins an 8 KiB Buffer pool slab each), SKEYSEED included.
+  const store = Buffer.allocUnsafeSlow(skeyseed.length + total);
+  skeyseed.copy(store, 0);
+  stream.copy(store, skeyseed.length);
+  skeyseed.fill(0);
   let off = 0;
   const take = (n: number): Buffer => {
     const b = store.subarray(off, off + n);
@@ -75,7 +78,7 @@ function expand(skeyseed: Buffer, p: IkeSaKeyParams): IkeSaKeys {
     return b;
   };
   const keys = new IkeSaKeys(
-    skeyseed,
+    take(skeyseed.length),
     take(prfLen),
     take(aLen),
     take(aLen),

@@ -65,7 +65,24 @@ function natFrom(sa: IkeSa, payloads: readonly Payload[], spiR: Buffer): { local
   );
 }
 
+/**
+ * A small copy that pins nothing: a view keeps its whole IKE_SA_INIT datagram
+ * alive for the SA's lifetime, and a Buffer.from copy an 8 KiB pool slab.
+ * Up to 64 bytes, a Buffer.alloc lives inside the JS heap.
+ */
+function compact(b: Buffer): Buffer {
+  const c = Buffer.alloc(b.length);
+  c.set(b);
+  return c;
+}
+
 function establishKeys(sa: IkeSa, suite: IkeSuite, sharedSecret: Buffer): void {
+  // SPIs and nonces the SA keeps (rekey collisions, checkpoints) may be views into the
+  // peer's IKE_SA_INIT message: keep copies instead.
+  sa.spiI = compact(sa.spiI);
+  sa.spiR = compact(sa.spiR);
+  sa.ni = compact(sa.ni);
+  sa.nr = compact(sa.nr);
   sa.suite = suite;
   sa.keys = deriveIkeSaKeys({
     prf: suite.prf,
@@ -186,6 +203,7 @@ export class IkeInitTask implements InitiatorTask<Payload> {
     if (!sa.pendingSpiR || sa.pendingSpiR.every((b) => b === 0))
       return this.fail('INVALID_SYNTAX', 'responder SPI is zero');
     sa.spiR = sa.pendingSpiR;
+    sa.pendingSpiR = undefined;
     sa.nr = nonce.data;
     let shared: Buffer;
     try {
