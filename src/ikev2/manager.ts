@@ -263,9 +263,12 @@ export class Ikev2Manager implements IkeSaHost {
         this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
       }
       if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      // A timed-out attempt already waited this long for an answer since it last sent.
+      const sentAt = sa.tm.lastRequestSentAt;
+      const silentMs = sentAt ? this.env.clock.now() - sentAt : 0;
       await sa.destroy(reason);
       if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
-      if (rt) await this.afterLoss(rt, phase);
+      if (rt) await this.afterLoss(rt, phase, silentMs);
     });
   }
 
@@ -371,11 +374,15 @@ export class Ikev2Manager implements IkeSaHost {
   // ---- what follows a loss ---------------------------------------------------
 
   /** Applies the peer's dead-peer action after its last SA went away. */
-  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'exchange' | 'deleted'): Promise<void> {
+  private async afterLoss(
+    rt: PeerRuntime,
+    why: 'establish' | 'liveness' | 'exchange' | 'deleted',
+    silentMs = 0,
+  ): Promise<void> {
     if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
     const action = rt.policy.dpdAction;
     if (why === 'establish') {
-      if (rt.wantUp) this.scheduleRetry(rt);
+      if (rt.wantUp) this.scheduleRetry(rt, silentMs);
       return;
     }
     if (action === 'restart') {
@@ -389,9 +396,15 @@ export class Ikev2Manager implements IkeSaHost {
     }
   }
 
-  private scheduleRetry(rt: PeerRuntime): void {
+  /**
+   * The next attempt after a failed one: the backoff counts from the failed attempt's last
+   * transmission (`silentMs` ago), so its final retransmission wait and the backoff do not
+   * add up to a long silence in which a healed path goes unnoticed.
+   */
+  private scheduleRetry(rt: PeerRuntime, silentMs = 0): void {
     rt.failures++;
-    const wait = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    const backoff = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    const wait = Math.max(0, backoff - silentMs);
     rt.retryTimer?.cancel();
     rt.nextRetryAt = this.env.clock.now() + wait;
     rt.retryTimer = this.env.clock.setTimer(wait, () => {

@@ -167,6 +167,9 @@ export class TaskManager<P> {
     }
   }
 
+  /** When a request (first send or retransmission) last went out; 0 = never. */
+  lastRequestSentAt = 0;
+
   private async start(task: InitiatorTask<P>, messageId: number): Promise<void> {
     const msg = await task.build();
     if (this.destroyed) {
@@ -175,6 +178,7 @@ export class TaskManager<P> {
     }
     const datagrams = this.env.encode(msg, messageId, false);
     this.active = { task, messageId, datagrams, attempt: 0, timer: undefined };
+    this.lastRequestSentAt = this.env.clock.now();
     this.env.send(datagrams);
     this.arm();
   }
@@ -193,6 +197,7 @@ export class TaskManager<P> {
       }
       a.attempt++;
       this.env.onRetransmit?.(a.task.name, a.attempt);
+      this.lastRequestSentAt = this.env.clock.now();
       this.env.send(a.datagrams);
       this.arm();
     });
@@ -208,6 +213,7 @@ export class TaskManager<P> {
     if (!a || a.expedited) return false;
     a.expedited = true;
     a.timer?.cancel();
+    this.lastRequestSentAt = this.env.clock.now();
     this.env.send(a.datagrams);
     a.timer = this.env.clock.setTimer(ms, () => {
       if (this.active !== a) return;
