@@ -519,6 +519,11 @@ export class Ikev1Manager implements IsakmpSaHost {
       // instant it may be the other half of crossing streams: the duplicate rule keeps one of them.
       if (other.establishedAt >= sa.createdAt) continue;
       this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label, version: 1 });
+      // The peer is re-establishing the relationship: with dpd_action = "restart" it is wanted,
+      // so its policies stay (as traps) until the new pair is in, instead of leaving a window
+      // in which the kernel sends the protected traffic in clear text.
+      const rt = this.peers.get(sa.peerName);
+      if (rt?.policy.dpdAction === 'restart') rt.wantUp = true;
       other.replacedBy = sa;
       void other.queue.run(() => other.destroy('INITIAL-CONTACT from peer'));
     }
