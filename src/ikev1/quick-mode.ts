@@ -60,7 +60,7 @@ interface QuickState {
   lifetimeMs: number;
   rekeyOf?: ChildSa;
   onDone?: (ok: boolean, reason: string) => void;
-  /** Responder: the pair built when QM2 was sent; its inbound SA is already keyed in the kernel. */
+  /** The pair built before our last message (responder: QM2, initiator: QM3); its inbound SA is keyed in the kernel. */
   early?: ChildSa;
 }
 
@@ -298,6 +298,18 @@ async function completeInitiator(sa: IsakmpSa, mid: number, st: QuickState, payl
   st.nr = Buffer.from((payloads.find((p) => p.type === V1PayloadType.NONCE) as { data: Buffer }).data);
   const rl = responderLifetimeMs(payloads) ?? acc.choice.lifetimeMs;
   if (rl !== undefined) st.lifetimeMs = Math.min(st.lifetimeMs, rl);
+  // Our inbound SA is keyed before QM3 goes out: the responder installs its outbound SA when
+  // QM3 arrives and its kernel sends on the new SPI at once.
+  const early = buildChild(sa, st, { createdAt: 0, rekeyAt: 0, expireAt: 0 });
+  try {
+    await sa.env.kernel.updateSa(inboundSaSpec(early, sa.local, sa.remote));
+  } catch (err) {
+    early.keysIn.destroy();
+    early.keysOut.destroy();
+    sa.env.emit({ type: 'kernel.error', version: 1, peer: sa.peerName, op: 'install-child', message: String(err) });
+    return abandon(sa, mid, st, `cannot install the inbound SA: ${String(err)}`);
+  }
+  st.early = early;
   const h3 = quickModeHash3(sa.prf!, sa.keys!.skeyidA, mid, st.ni, st.nr);
   sa.transmit(mid, sa.seal(QM, mid, [hashPayload(h3)]), 'quick-mode', false);
   table(sa).delete(mid);
@@ -463,7 +475,7 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
   const child = early ? Object.assign(early, childTimes(sa, st)) : buildChild(sa, st);
   try {
     if (early) {
-      // The inbound SA went in with QM2: the outbound SA and the policies now.
+      // The inbound SA went in before QM2/QM3 was sent: the outbound SA and the policies now.
       await sa.env.kernel.addSa(outboundSaSpec(child, sa.local, sa.remote));
       await sa.host.book.hold(
         child.reqid,

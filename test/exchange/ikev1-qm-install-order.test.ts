@@ -1,13 +1,16 @@
 /**
- * Quick Mode install order: the initiator installs the new pair (and its kernel
- * starts sending on the new outbound SA) as soon as it has sent QM3, so the
- * responder's inbound SA must be keyed before QM3 arrives: it is installed when
- * QM2 is sent, the outbound SA and the policies when QM3 arrives.
+ * Quick Mode install order: each side's kernel sends on the new pair as soon
+ * as its outbound SA is in (initiator: after sending QM3, responder: when QM3
+ * arrives), so the other side's inbound SA must already be keyed: the
+ * responder keys its inbound SA before sending QM2, the initiator before
+ * sending QM3; outbound SAs and policies follow.
  *
  * Found in the qemu VM (test/vm/ikev1.test.ts, rekey): under load the
  * responder processed QM3 after the first ESP packets on the new SPI had
  * arrived; they met a larval SA and were dropped (1-2 datagrams of a 20 ms
- * stream per rekey, initiator -> responder direction only).
+ * stream per rekey, initiator -> responder direction); with that fixed, the
+ * initiator's own inbound SA lagged the same way (2 datagrams responder ->
+ * initiator in one rekey).
  */
 import { describe, expect, it } from 'vitest';
 import type { SaInfo } from '../../src/kernel/types.js';
@@ -84,6 +87,34 @@ describe('IKEv1 Quick Mode install order', () => {
       expect(kb.map((s) => s.spi).sort()).toEqual([cb[0]!.spiIn, cb[0]!.spiOut].sort());
       expect((await b.kernel.listPolicies()).length).toBeGreaterThan(0);
     });
+
+  it("the initiator's inbound SA is keyed before QM3 leaves (the responder sends on the new pair once QM3 is in)", async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0 }, { lifetimeMs: 60_000, rekeyMarginMs: 10_000 });
+    await a.manager.initiate('b');
+    await m.settle();
+    const [old] = installedChildren(a, 'b');
+    const seen = new Map<number, number>();
+    // a's kernel as it is at the moment QM3 is sent (the memory kernel reads its tables synchronously).
+    let atQm3: Promise<SaInfo[]> | undefined;
+    m.filter = (w) => {
+      if (w.from.addr !== a.addr || !isQuickMode(w)) return true;
+      const n = (seen.get(mid(w)) ?? 0) + 1;
+      seen.set(mid(w), n);
+      if (n === 2 && !atQm3) atQm3 = a.kernel.listSas();
+      return true;
+    };
+    for (let t = 0; t < 70_000 && !atQm3; t += 500) await m.advance(500, 500);
+    expect(atQm3, 'a sent QM3 of a rekey').toBeDefined();
+    const inbound = (await atQm3!).filter((s) => s.dst === a.addr && s.spi !== old!.spiIn);
+    expect(inbound, 'the new inbound SA exists when QM3 is sent').toHaveLength(1);
+    expect(keyed(inbound[0]), "a's new inbound SA is keyed when QM3 is sent").toBe(true);
+    await m.advance(3000);
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    expect(installedChildren(a, 'b')[0]!.spiIn).toBe(inbound[0]!.spi);
+  });
 
   it('a responder that never gets QM3 removes the inbound SA it installed at QM2', async () => {
     const m = new V1Mesh();
