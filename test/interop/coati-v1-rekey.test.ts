@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Charon } from '../harness/charon.js';
 import { Lab, waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
-import { CoatiV1, keylogDisagreements } from '../helpers/coati-v1-proc.js';
+import { Coati, keylogDisagreements } from '../helpers/coati-proc.js';
 
 const PSK = 'coati-v1-interop-rekey-NOT-A-SECRET';
 const COATI = '198.51.100.1';
@@ -52,7 +52,8 @@ describe('interop coati ↔ charon: IKEv1 rekeys', () => {
         ],
       },
     ]);
-    const coati = await CoatiV1.start(a, 'rekey', {
+    const coati = await Coati.start(a, 'rekey', {
+      version: 1,
       listen: [COATI],
       peers: [
         {
