@@ -53,7 +53,7 @@ export const PEER_DEFAULTS = {
   rekey_margin: 9 * 60_000,
   rekey_jitter: 3 * 60_000,
   dpd_delay: 30_000,
-  dpd_timeout: 150_000,
+  dpd_timeout: 30_000,
   dpd_action: 'restart',
   start: 'trap',
   mode: 'transport',
@@ -64,7 +64,8 @@ export const PEER_DEFAULTS = {
   pfs: true,
   retransmit_base: 2_000,
   retransmit_tries: 5,
-  restart_backoff_max: 300_000,
+  retransmit_max: 30_000,
+  restart_backoff_max: 30_000,
 } satisfies PeerValues;
 
 interface Picked<T> {
@@ -236,8 +237,11 @@ export async function resolvePeer(
   }
   const dpdDelay = get('dpd_delay');
   const dpdTimeout = get('dpd_timeout');
-  if (dpdDelay > 0 && dpdTimeout < dpdDelay)
-    fail(pick('dpd_timeout'), 'dpd_timeout', 'must not be shorter than dpd_delay');
+  // The liveness check retransmits inside its timeout on its own short schedule.
+  if (dpdDelay > 0 && dpdTimeout < 200)
+    fail(pick('dpd_timeout'), 'dpd_timeout', 'must be at least 200ms while dpd_delay is on');
+  if (get('retransmit_max') < get('retransmit_base'))
+    fail(pick('retransmit_max'), 'retransmit_max', 'must not be shorter than retransmit_base');
 
   // Children
   const mode = get('mode') as ChildConfig['mode'];
@@ -329,6 +333,7 @@ export async function resolvePeer(
     pfs,
     retransmitBaseMs: get('retransmit_base'),
     retransmitTries: get('retransmit_tries'),
+    retransmitMaxMs: get('retransmit_max'),
     restartBackoffMaxMs: get('restart_backoff_max'),
   };
 }

@@ -214,6 +214,7 @@ export const PEER_SPEC = {
   pfs: bool,
   retransmit_base: duration,
   retransmit_tries: int(1, 30),
+  retransmit_max: duration,
   restart_backoff_max: duration,
 } satisfies SectionSpec;
 

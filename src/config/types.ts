@@ -101,6 +101,8 @@ export interface PeerConfig {
   pfs: boolean;
   retransmitBaseMs: number;
   retransmitTries: number;
+  /** Upper bound of one retransmission wait (the waits grow x1.8 from retransmitBaseMs). */
+  retransmitMaxMs: number;
   restartBackoffMaxMs: number;
 }
 

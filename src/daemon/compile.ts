@@ -129,7 +129,12 @@ export async function compilePeer(
     dpdTimeoutMs: cfg.dpdTimeoutMs,
     dpdAction: cfg.dpdAction,
     start: cfg.start,
-    retransmit: { ...DEFAULT_RETRANSMIT, baseMs: cfg.retransmitBaseMs, tries: cfg.retransmitTries },
+    retransmit: {
+      ...DEFAULT_RETRANSMIT,
+      baseMs: cfg.retransmitBaseMs,
+      tries: cfg.retransmitTries,
+      maxTimeoutMs: cfg.retransmitMaxMs,
+    },
     restartBackoffMaxMs: cfg.restartBackoffMaxMs,
     natKeepaliveMs: cfg.natKeepaliveMs,
     fragmentation: cfg.fragmentation,

@@ -11,7 +11,7 @@
  *  7. a peer unreachable for 60 s: the survivor's memory, CPU and initiation rate
  *     stay flat, no half-open SAs pile up, and it reconnects on heal.
  *
- * DPD 2 s / 3 s, dpd_action = restart, restart backoff capped at 2 s,
+ * DPD 2 s / 3 s, dpd_action = restart, restart backoff capped at 1 s,
  * IKE retransmits from 500 ms (x1.8, 3 tries). Memory kernel backend: "traffic
  * flows" = both ends have installed a Child SA pair with crosswise SPIs.
  * The scenarios are in liveness-scenarios.ts (shared with scenarios-v1-partition.test.ts).

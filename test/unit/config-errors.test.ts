@@ -164,6 +164,14 @@ const rows: Row[] = [
     ],
   },
   {
+    name: 'retransmission and liveness timers that cannot work',
+    files: { ...PSK, 'peers.d/p.toml': peer('retransmit_max = "1s"\ndpd_timeout = "100ms"\n') },
+    expect: [
+      'peers.d/p.toml:4:15: key "dpd_timeout": must be at least 200ms while dpd_delay is on',
+      'peers.d/p.toml:3:18: key "retransmit_max": must not be shorter than retransmit_base',
+    ],
+  },
+  {
     name: 'SPD hash thresholds out of range or malformed',
     main: '[kernel]\nspd_hash_v4 = "33/24"\nspd_hash_v6 = "64"\n',
     files: {},
