@@ -11,41 +11,9 @@
  * The guest side is test/vm/guest/daemon-e2e.ts (one `RESULT {json}` line per
  * scenario); each scenario is one vitest test here. One VM for the file.
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildForGuest, REPO_ROOT, type RunResult, Vm, vmAssets } from './harness.js';
-
-/** Runtime dependencies of coatid (prom-client, toml-eslint-parser and theirs), hoisted in node_modules. */
-const RUNTIME_DEPS = [
-  'prom-client',
-  '@opentelemetry/api',
-  'tdigest',
-  'bintrees',
-  'toml-eslint-parser',
-  'eslint-visitor-keys',
-];
-
-/**
- * coatid loads ~150 modules: over 9p that took 10-28 s per daemon start in the
- * guest. One tarball (unpacked into the guest's tmpfs) makes it one 9p read.
- */
-function packForGuest(): void {
-  execFileSync(
-    'tar',
-    [
-      '-cf',
-      '.cache/vm/coati-pkg.tar',
-      '--exclude=*.map',
-      '--exclude=*.d.ts',
-      'package.json',
-      'dist/src',
-      'native/binding.gyp',
-      'native/build/Release/coati_native.node',
-      ...RUNTIME_DEPS.map((d) => `node_modules/${d}`),
-    ],
-    { cwd: REPO_ROOT },
-  );
-}
+import { buildForGuest, type RunResult, Vm, vmAssets } from './harness.js';
+import { packCoati } from './pack.js';
 
 interface Result {
   name: string;
@@ -82,14 +50,15 @@ beforeAll(async () => {
   // The guest runs dist/ from the 9p share: compile while the VM boots.
   const build = buildForGuest([
     'dist/test/vm/guest/daemon-e2e.js',
+    'dist/test/vm/guest/pair-lib.js',
     'dist/src/daemon/coatid.js',
     'dist/src/control/cli/coatictl.js',
   ]);
   build.catch(() => {});
   vm = await Vm.boot();
   await build;
-  packForGuest();
-  raw = await vm.run('node dist/test/vm/guest/daemon-e2e.js --pkg-tar', { timeoutMs: 330_000 });
+  packCoati('daemon-pkg.tar'); // coatid from 9p starts in 10-28 s under TCG: the guest unpacks this into tmpfs
+  raw = await vm.run('node dist/test/vm/guest/daemon-e2e.js --pkg-tar daemon-pkg.tar', { timeoutMs: 330_000 });
   for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
     const r = JSON.parse(m[1]!) as Result;
     results.set(r.name, r);

@@ -22,16 +22,7 @@ import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildForGuest, REPO_ROOT, type RunResult, VM_CACHE, Vm, vmAssets } from './harness.js';
-
-/** Runtime dependencies of coatid (hoisted in node_modules), as in daemon.test.ts. */
-const RUNTIME_DEPS = [
-  'prom-client',
-  '@opentelemetry/api',
-  'tdigest',
-  'bintrees',
-  'toml-eslint-parser',
-  'eslint-visitor-keys',
-];
+import { runtimeDeps } from './pack.js';
 
 /** coatid from 9p starts in 10-28 s under TCG: the guest unpacks this tarball into tmpfs instead. */
 function packCoati(): void {
@@ -46,7 +37,7 @@ function packCoati(): void {
       'dist/src',
       'native/binding.gyp',
       'native/build/Release/coati_native.node',
-      ...RUNTIME_DEPS.map((d) => `node_modules/${d}`),
+      ...runtimeDeps().map((d) => `node_modules/${d}`),
     ],
     { cwd: REPO_ROOT },
   );
