@@ -12,11 +12,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Charon } from '../harness/charon.js';
-import { Lab, type Netns, type ProtectedSubnet } from '../harness/netns.js';
-import type { ConnSpec } from '../harness/swanctl-conf.js';
-import { pairTopology } from '../harness/topology.js';
+import type { Charon } from '../harness/charon.js';
+import type { Lab, Netns, ProtectedSubnet } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
+import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from '../helpers/charon-pair.js';
 import {
   Coati,
   charonView,
@@ -88,15 +87,12 @@ function generatedRsa(): Creds {
 describe('interop coati ↔ charon: IKEv2 certificate authentication', () => {
   let lab: Lab;
   let a: Netns;
-  let b: Netns;
   let lanB: ProtectedSubnet;
   let charon: Charon;
   let coati: Coati | undefined;
 
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-certs' });
-    ({ a, b, lanB } = await pairTopology(lab));
-    charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 2, knl: 1 } });
+    ({ lab, a, lanB, charon } = await charonPair('coati-certs', { logLevels: { ike: 2, cfg: 2, knl: 1 } }));
   });
   afterAll(async () => {
     await lab?.destroy();
@@ -108,10 +104,7 @@ describe('interop coati ↔ charon: IKEv2 certificate authentication', () => {
       it(`${make.name === 'goldenEcdsa' ? 'ECDSA P-256' : 'RSA'}: ${initiator} initiates, both authenticate by certificate, SAs agree, tshark decrypts`, async () => {
         const c = make();
         await coati?.stop();
-        for (const s of await charon.listSas())
-          await charon.swanctl(['--terminate', '--ike-id', s.uniqueid, '--force', '--timeout', '2'], {
-            allowFail: true,
-          });
+        await clearCharonSas(charon);
         // charon's credentials: its certificate, key and the CA in SWANCTL_DIR.
         const tmp = lab.subdir(`creds-${c.coatiId}`);
         const w = (n: string, t: string) => {
@@ -121,43 +114,25 @@ describe('interop coati ↔ charon: IKEv2 certificate authentication', () => {
         charon.installFile('x509ca', w(`${c.charonId}-ca.pem`, c.caPem));
         const certName = charon.installFile('x509', w(`${c.charonId}.pem`, c.charonCertPem));
         charon.installFile('private', w(`${c.charonId}.key.pem`, c.charonKeyPem));
-        const conn: ConnSpec = {
-          name: 'coati',
-          version: 2,
-          localAddrs: ['198.51.100.2'],
-          remoteAddrs: ['198.51.100.1'],
-          localId: c.charonId,
-          remoteId: c.coatiId,
-          auth: 'pubkey',
-          localCert: certName,
-          proposals: ['aes256gcm16-prfsha256-x25519'],
-          mobike: false,
-          children: [
-            { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256gcm16-x25519'] },
-          ],
-        };
-        await charon.loadConns([conn]);
+        const suite = { version: 2, ike: 'aes256gcm16-prfsha256-x25519', esp: 'aes256gcm16-x25519' } as const;
+        await charon.loadConns([
+          charonConn({ ...suite, localId: c.charonId, remoteId: c.coatiId, localCert: certName }),
+        ]);
         coati = await Coati.start(a, `${initiator}-${c.coatiId}`, {
-          listen: ['198.51.100.1'],
+          listen: [COATI],
           peers: [
-            {
-              name: 'charon',
-              address: '198.51.100.2',
-              localAddress: '198.51.100.1',
+            coatiPeer({
+              ...suite,
               localId: `fqdn:${c.coatiId}`,
               remoteId: `fqdn:${c.charonId}`,
               auth: 'pubkey',
               certPem: c.coatiCertPem,
               keyPem: c.coatiKeyPem,
               caPems: [c.caPem],
-              ikeProposals: ['aes256gcm16-prfsha256-x25519'],
-              espProposals: ['aes256gcm16-x25519'],
-              dpdAction: 'clear',
-              children: [{ name: 'net', mode: 'tunnel', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'] }],
-            },
+            }),
           ],
         });
-        const cap = await liveCapture(a, 'wan0', '198.51.100.2');
+        const cap = await liveCapture(a, 'wan0', CHARON);
         if (initiator === 'coati') await coati.action('initiate', 'charon');
         else await charon.initiate('net', 'coati');
         const up = await coati.waitUp('charon');

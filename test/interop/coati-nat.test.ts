@@ -12,6 +12,7 @@ import { Charon } from '../harness/charon.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
 import { Lab, type Netns, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
+import { charonConn, coatiPeer } from '../helpers/charon-pair.js';
 import {
   Coati,
   charonView,
@@ -52,40 +53,13 @@ describe('interop coati ↔ charon through a NAT', () => {
       await charonNs.addAddress('lo', '10.2.0.1/32');
 
       const charon = await Charon.start(charonNs, `charon-${behind}`, { logLevels: { ike: 2, knl: 1 } });
+      const suite = { version: 2, ike: 'aes256gcm16-prfsha256-x25519', esp: 'aes256gcm16-x25519', psk: PSK } as const;
       await charon.loadConns([
-        {
-          name: 'coati',
-          version: 2,
-          localAddrs: [charonLocal],
-          remoteAddrs: [behind === 'coati' ? '%any' : t.bAddr],
-          localId: 'charon.interop.test',
-          remoteId: 'coati.interop.test',
-          auth: 'psk',
-          psk: PSK,
-          proposals: ['aes256gcm16-prfsha256-x25519'],
-          mobike: false,
-          children: [
-            { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256gcm16-x25519'] },
-          ],
-        },
+        charonConn({ ...suite, localAddrs: [charonLocal], remoteAddrs: [behind === 'coati' ? '%any' : t.bAddr] }),
       ]);
       const coati = await Coati.start(coatiNs, `coati-${behind}`, {
         listen: [coatiAddr],
-        peers: [
-          {
-            name: 'charon',
-            address: coatiPeerAddr,
-            localAddress: coatiAddr,
-            localId: 'fqdn:coati.interop.test',
-            remoteId: 'fqdn:charon.interop.test',
-            psk: PSK,
-            ikeProposals: ['aes256gcm16-prfsha256-x25519'],
-            espProposals: ['aes256gcm16-x25519'],
-            dpdAction: 'clear',
-            natKeepalive: '1s',
-            children: [{ name: 'net', mode: 'tunnel', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'] }],
-          },
-        ],
+        peers: [coatiPeer({ ...suite, address: coatiPeerAddr, localAddress: coatiAddr, natKeepalive: '1s' })],
       });
       const context = () => `${coati.logTail(40)}\n${charon.logTail(40)}`;
       const cap = await liveCapture(coatiNs, coatiIf, coatiPeerAddr);

@@ -10,11 +10,10 @@
  * the other removes its SAs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Charon } from '../harness/charon.js';
-import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
-import type { ConnSpec } from '../harness/swanctl-conf.js';
-import { pairTopology } from '../harness/topology.js';
+import type { Charon } from '../harness/charon.js';
+import { type Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
+import { CHARON, COATI, charonConn, charonPair, coatiPeer } from '../helpers/charon-pair.js';
 import {
   Coati,
   charonView,
@@ -57,35 +56,16 @@ const SUITES: Suite[] = [
   },
 ];
 
-function charonConn(s: Suite): ConnSpec {
-  return {
-    name: 'coati',
-    version: 2,
-    localAddrs: ['198.51.100.2'],
-    remoteAddrs: ['198.51.100.1'],
-    localId: 'charon.interop.test',
-    remoteId: 'coati.interop.test',
-    auth: 'psk',
-    psk: PSK,
-    proposals: [s.ike],
-    mobike: false,
-    children: [{ name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: [s.esp] }],
-  };
-}
-
 describe('interop coati ↔ charon: IKEv2 PSK', () => {
   let lab: Lab;
   let a: Netns;
-  let b: Netns;
   let lanB: ProtectedSubnet;
   let charon: Charon;
   let coati: Coati | undefined;
   const context = () => `${coati?.logTail(40) ?? ''}\n${charon?.logTail(40) ?? ''}`;
 
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-psk' });
-    ({ a, b, lanB } = await pairTopology(lab));
-    charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 2, knl: 1, enc: 1 } });
+    ({ lab, a, lanB, charon } = await charonPair('coati-psk', { logLevels: { ike: 2, cfg: 2, knl: 1, enc: 1 } }));
   });
   afterAll(async () => {
     await lab?.destroy();
@@ -99,27 +79,13 @@ describe('interop coati ↔ charon: IKEv2 PSK', () => {
   for (const { suite, initiator, deleter } of cases) {
     it(`${suite.label}: ${initiator} initiates, SAs agree, tshark decrypts IKE and ESP, ${deleter} deletes`, async () => {
       await coati?.stop();
-      await charon.loadConns([charonConn(suite)]);
+      await charon.loadConns([charonConn({ version: 2, ike: suite.ike, esp: suite.esp, psk: PSK })]);
+      // A Delete from charon follows coatiPeer's dpd_action: "clear" keeps the relationship down.
       coati = await Coati.start(a, `${initiator}-init-${suite.pfs ? 'gcm' : 'cbc'}`, {
-        listen: ['198.51.100.1'],
-        peers: [
-          {
-            name: 'charon',
-            address: '198.51.100.2',
-            localAddress: '198.51.100.1',
-            localId: 'fqdn:coati.interop.test',
-            remoteId: 'fqdn:charon.interop.test',
-            psk: PSK,
-            ikeProposals: [suite.ike],
-            espProposals: [suite.esp],
-            pfs: suite.pfs,
-            // A Delete from charon follows dpd_action: "clear" keeps the relationship down.
-            dpdAction: 'clear',
-            children: [{ name: 'net', mode: 'tunnel', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'] }],
-          },
-        ],
+        listen: [COATI],
+        peers: [coatiPeer({ version: 2, ike: suite.ike, esp: suite.esp, psk: PSK, pfs: suite.pfs })],
       });
-      const cap = await liveCapture(a, 'wan0', '198.51.100.2');
+      const cap = await liveCapture(a, 'wan0', CHARON);
       const t0 = Date.now();
       if (initiator === 'coati') await coati.action('initiate', 'charon');
       else await charon.initiate('net', 'coati');

@@ -11,15 +11,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Capture } from '../harness/capture.js';
-import type { Charon as CharonT } from '../harness/charon.js';
-import { Charon } from '../harness/charon.js';
-import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
-import type { ConnSpec } from '../harness/swanctl-conf.js';
-import { pairTopology } from '../harness/topology.js';
+import type { Charon } from '../harness/charon.js';
+import { type Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
+import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from '../helpers/charon-pair.js';
 import {
   Coati,
-  type CoatiPeerSpec,
   charonView,
   coatiView,
   decodeWithKeylog,
@@ -32,34 +29,9 @@ import {
 
 const PSK = 'coati-interop-rekey-NOT-A-SECRET';
 
-const CHARON_CONN: ConnSpec = {
-  name: 'coati',
-  version: 2,
-  localAddrs: ['198.51.100.2'],
-  remoteAddrs: ['198.51.100.1'],
-  localId: 'charon.interop.test',
-  remoteId: 'coati.interop.test',
-  auth: 'psk',
-  psk: PSK,
-  proposals: ['aes256gcm16-prfsha256-x25519'],
-  mobike: false,
-  children: [
-    { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256gcm16-x25519'] },
-  ],
-};
-
-const COATI_PEER: CoatiPeerSpec = {
-  name: 'charon',
-  address: '198.51.100.2',
-  localAddress: '198.51.100.1',
-  localId: 'fqdn:coati.interop.test',
-  remoteId: 'fqdn:charon.interop.test',
-  psk: PSK,
-  ikeProposals: ['aes256gcm16-prfsha256-x25519'],
-  espProposals: ['aes256gcm16-x25519'],
-  dpdAction: 'clear',
-  children: [{ name: 'net', mode: 'tunnel', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'] }],
-};
+const SUITE = { version: 2, ike: 'aes256gcm16-prfsha256-x25519', esp: 'aes256gcm16-x25519', psk: PSK } as const;
+const CHARON_CONN = charonConn(SUITE);
+const COATI_PEER = coatiPeer(SUITE);
 
 /**
  * Polls both sides until each has exactly one IKE SA with exactly one installed Child SA,
@@ -67,7 +39,7 @@ const COATI_PEER: CoatiPeerSpec = {
  */
 async function settled(
   coati: Coati,
-  charon: CharonT,
+  charon: Charon,
   what: string,
   want: (v: SaView) => boolean,
   timeoutMs = 8000,
@@ -109,7 +81,6 @@ async function settled(
 describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
   let lab: Lab;
   let a: Netns;
-  let b: Netns;
   let lanB: ProtectedSubnet;
   let charon: Charon;
   let coati: Coati | undefined;
@@ -137,19 +108,41 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
     return cc;
   };
 
+  /**
+   * Rekeys by lifetime: from the initial SAs on, polls agreement until two IKE SA and
+   * three Child SA generations were seen (or `windowMs` passed), then the relationship is
+   * up and every generation's exchanges and ESP decrypt.
+   */
+  const lifetimeRekeys = async (windowMs: number) => {
+    const c = coati as Coati;
+    const first = await settled(c, charon, 'initial SAs', () => true);
+    await espTraffic();
+    const seenIke = new Set([first.spiI]);
+    const seenChild = new Set([first.childSpiIn]);
+    const t0 = Date.now();
+    while (Date.now() - t0 < windowMs && (seenIke.size < 2 || seenChild.size < 3)) {
+      const v = await settled(c, charon, 'agreement between rekeys', () => true);
+      seenIke.add(v.spiI);
+      seenChild.add(v.childSpiIn);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(seenIke.size, 'IKE SA generations seen').toBeGreaterThanOrEqual(2);
+    expect(seenChild.size, 'Child SA generations seen').toBeGreaterThanOrEqual(3);
+    const p = await c.peer('charon');
+    expect(p?.state).toBe('up');
+    await espTraffic();
+    await checkCapture(3);
+  };
+
   /** Stops the current coati and clears every SA charon still has, so cases stay independent. */
   const reset = async () => {
     await coati?.stop();
     coati = undefined;
-    for (const s of await charon.listSas()) {
-      await charon.swanctl(['--terminate', '--ike-id', s.uniqueid, '--force', '--timeout', '2'], { allowFail: true });
-    }
+    await clearCharonSas(charon);
   };
 
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-rekey' });
-    ({ a, b, lanB } = await pairTopology(lab));
-    charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 1, knl: 1 } });
+    ({ lab, a, lanB, charon } = await charonPair('coati-rekey', { logLevels: { ike: 2, cfg: 1, knl: 1 } }));
   });
   afterAll(async () => {
     await lab?.destroy();
@@ -159,8 +152,8 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
     beforeAll(async () => {
       await reset();
       await charon.loadConns([CHARON_CONN]);
-      coati = await Coati.start(a, 'manual', { listen: ['198.51.100.1'], peers: [COATI_PEER] });
-      cap = await liveCapture(a, 'wan0', '198.51.100.2');
+      coati = await Coati.start(a, 'manual', { listen: [COATI], peers: [COATI_PEER] });
+      cap = await liveCapture(a, 'wan0', CHARON);
       espPings = 0;
       await coati.action('initiate', 'charon');
       await settled(coati, charon, 'initial SAs', () => true);
@@ -223,58 +216,26 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
       },
     ]);
     coati = await Coati.start(a, 'charon-lifetimes', {
-      listen: ['198.51.100.1'],
+      listen: [COATI],
       peers: [COATI_PEER],
     });
-    cap = await liveCapture(a, 'wan0', '198.51.100.2');
+    cap = await liveCapture(a, 'wan0', CHARON);
     espPings = 0;
     await charon.initiate('net', 'coati');
-    const first = await settled(coati, charon, 'initial SAs', () => true);
-    await espTraffic();
-    const seenIke = new Set([first.spiI]);
-    const seenChild = new Set([first.childSpiIn]);
-    const t0 = Date.now();
-    while (Date.now() - t0 < 7000 && (seenIke.size < 2 || seenChild.size < 3)) {
-      const v = await settled(coati, charon, 'agreement between rekeys', () => true);
-      seenIke.add(v.spiI);
-      seenChild.add(v.childSpiIn);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(seenIke.size, 'IKE SA generations seen').toBeGreaterThanOrEqual(2);
-    expect(seenChild.size, 'Child SA generations seen').toBeGreaterThanOrEqual(3);
-    const p = await coati.peer('charon');
-    expect(p?.state).toBe('up');
-    await espTraffic();
-    await checkCapture(3);
+    await lifetimeRekeys(7000);
   });
 
   it('coati rekeys by lifetime (child_lifetime 4s, ike_lifetime 7s, rekey_margin 2s): relationship stays up', async () => {
     await reset();
     await charon.loadConns([CHARON_CONN]);
     coati = await Coati.start(a, 'coati-lifetimes', {
-      listen: ['198.51.100.1'],
+      listen: [COATI],
       peers: [{ ...COATI_PEER, childLifetime: '4s', ikeLifetime: '7s', rekeyMargin: '2s', rekeyJitter: '0s' }],
     });
-    cap = await liveCapture(a, 'wan0', '198.51.100.2');
+    cap = await liveCapture(a, 'wan0', CHARON);
     espPings = 0;
     await coati.action('initiate', 'charon');
-    const first = await settled(coati, charon, 'initial SAs', () => true);
-    await espTraffic();
-    const seenIke = new Set([first.spiI]);
-    const seenChild = new Set([first.childSpiIn]);
-    const t0 = Date.now();
-    while (Date.now() - t0 < 9000 && (seenIke.size < 2 || seenChild.size < 3)) {
-      const v = await settled(coati, charon, 'agreement between rekeys', () => true);
-      seenIke.add(v.spiI);
-      seenChild.add(v.childSpiIn);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(seenIke.size, 'IKE SA generations seen').toBeGreaterThanOrEqual(2);
-    expect(seenChild.size, 'Child SA generations seen').toBeGreaterThanOrEqual(3);
     // coati started them: its IKE SA now is one it created by rekeying.
-    const p = await coati.peer('charon');
-    expect(p?.state).toBe('up');
-    await espTraffic();
-    await checkCapture(3);
+    await lifetimeRekeys(9000);
   });
 });

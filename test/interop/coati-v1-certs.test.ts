@@ -16,17 +16,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PeerStatus } from '../../src/control/types.js';
-import { Capture, tsharkDecode } from '../harness/capture.js';
-import { Charon } from '../harness/charon.js';
-import { Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
-import type { ConnSpec } from '../harness/swanctl-conf.js';
-import { pairTopology } from '../harness/topology.js';
+import { Capture } from '../harness/capture.js';
+import type { Charon } from '../harness/charon.js';
+import { type Lab, type Netns, type ProtectedSubnet, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
-import { Coati, type CoatiPeerSpec, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
+import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from '../helpers/charon-pair.js';
+import { Coati, decodeWithKeylog, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
 import { type Issued, issue } from '../helpers/pki.js';
-
-const COATI = '198.51.100.1';
-const CHARON = '198.51.100.2';
 
 interface Creds {
   label: string;
@@ -81,16 +77,13 @@ function makeCreds(kind: 'rsa' | 'ec'): Creds {
 describe('interop coati ↔ charon: IKEv1 Main Mode with certificates', () => {
   let lab: Lab;
   let a: Netns;
-  let b: Netns;
   let lanB: ProtectedSubnet;
   let charon: Charon;
   let coati: Coati | undefined;
   const context = () => `${coati?.logTail(60) ?? ''}\n${charon?.logTail(60) ?? ''}`;
 
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-v1-certs' });
-    ({ a, b, lanB } = await pairTopology(lab));
-    charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 2, knl: 1 } });
+    ({ lab, a, lanB, charon } = await charonPair('coati-v1-certs', { logLevels: { ike: 2, cfg: 2, knl: 1 } }));
   });
   afterAll(async () => {
     await lab?.destroy();
@@ -101,10 +94,7 @@ describe('interop coati ↔ charon: IKEv1 Main Mode with certificates', () => {
       it(`${kind === 'rsa' ? 'RSA' : 'ECDSA P-256'}: ${initiator} initiates, both authenticate by certificate, SAs agree, tshark decrypts`, async () => {
         const c = makeCreds(kind);
         await coati?.stop();
-        for (const s of await charon.listSas())
-          await charon.swanctl(['--terminate', '--ike-id', s.uniqueid, '--force', '--timeout', '2'], {
-            allowFail: true,
-          });
+        await clearCharonSas(charon);
         // charon's credentials: its certificate, key and the CA in SWANCTL_DIR.
         const tmp = lab.subdir(`creds-${kind}-${initiator}`);
         const w = (n: string, t: string) => {
@@ -114,40 +104,21 @@ describe('interop coati ↔ charon: IKEv1 Main Mode with certificates', () => {
         charon.installFile('x509ca', w(`${c.charonId}-ca.pem`, c.caPem));
         const certName = charon.installFile('x509', w(`${c.charonId}.pem`, c.charonCertPem));
         charon.installFile('private', w(`${c.charonId}.key.pem`, c.charonKeyPem));
-        const conn: ConnSpec = {
-          name: 'coati',
-          version: 1,
-          localAddrs: [CHARON],
-          remoteAddrs: [COATI],
-          localId: c.charonId,
-          remoteId: c.coatiId,
-          auth: 'pubkey',
-          localCert: certName,
-          proposals: ['aes256-sha256-modp2048'],
-          children: [
-            { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256-sha256'] },
-          ],
-        };
-        await charon.loadConns([conn]);
-        const peer: CoatiPeerSpec = {
-          name: 'charon',
-          address: CHARON,
-          localAddress: COATI,
+        const suite = { version: 1, ike: 'aes256-sha256-modp2048', esp: 'aes256-sha256' } as const;
+        await charon.loadConns([
+          charonConn({ ...suite, localId: c.charonId, remoteId: c.coatiId, localCert: certName }),
+        ]);
+        const peer = coatiPeer({
+          ...suite,
           localId: `fqdn:${c.coatiId}`,
           remoteId: `fqdn:${c.charonId}`,
           auth: 'pubkey',
           certPem: c.coatiCertPem,
           keyPem: c.coatiKeyPem,
           caPems: [c.caPem],
-          ikeProposals: ['aes256-sha256-modp2048'],
-          espProposals: ['aes256-sha256'],
           pfs: false,
           start: 'none',
-          dpdAction: 'clear',
-          mode: 'tunnel',
-          localTs: ['10.1.0.0/24'],
-          remoteTs: ['10.2.0.0/24'],
-        };
+        });
         coati = await Coati.start(a, `${kind}-${initiator}`, { version: 1, listen: [COATI], peers: [peer] });
         const cap = await Capture.start(a, 'wan0');
         const t0 = Date.now();
@@ -197,10 +168,7 @@ describe('interop coati ↔ charon: IKEv1 Main Mode with certificates', () => {
         });
         const pcap = await stopCapture(cap);
 
-        const ikev1Table = coati.keylog('ikev1_decryption_table');
-        const espSa = coati.keylog('esp_sa');
-        const dec = await tsharkDecode(pcap, { ikev1Table, espSa });
-        const report = `${pcap}\n${dec.summary.join('\n')}\n--- ikev1 ---\n${ikev1Table}--- esp_sa ---\n${espSa}`;
+        const { dec, report } = await decodeWithKeylog(pcap, coati);
         expect(dec.malformed, report).toEqual([]);
         expect(
           dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)),

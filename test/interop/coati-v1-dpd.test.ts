@@ -16,44 +16,21 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PeerStatus } from '../../src/control/types.js';
-import { Capture, tsharkDecode } from '../harness/capture.js';
-import { Charon, type IkeSaInfo } from '../harness/charon.js';
-import { Lab, type Netns, type ProtectedSubnet, sleep, waitFor } from '../harness/netns.js';
-import type { ConnSpec } from '../harness/swanctl-conf.js';
-import { pairTopology } from '../harness/topology.js';
+import { Capture } from '../harness/capture.js';
+import type { Charon, IkeSaInfo } from '../harness/charon.js';
+import { type Lab, type Netns, type ProtectedSubnet, sleep, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
-import { Coati, type CoatiPeerSpec, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
+import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from '../helpers/charon-pair.js';
+import { Coati, decodeWithKeylog, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
 
 const PSK = 'coati-v1-interop-dpd-NOT-A-SECRET';
-const COATI = '198.51.100.1';
-const CHARON = '198.51.100.2';
 const DPD_DELAY_MS = 1000;
 const DPD_TIMEOUT_MS = 2000;
 /** Timer and process scheduling under CI load (2 cores, other suites running). */
 const SLACK_MS = 1500;
 
-const CONN: ConnSpec = {
-  name: 'coati',
-  version: 1,
-  localAddrs: [CHARON],
-  remoteAddrs: [COATI],
-  localId: 'charon.interop.test',
-  remoteId: 'coati.interop.test',
-  auth: 'psk',
-  psk: PSK,
-  proposals: ['aes128-sha256-modp2048'],
-  dpdDelay: '1s',
-  dpdTimeout: '2s',
-  children: [
-    {
-      name: 'net',
-      localTs: ['10.2.0.0/24'],
-      remoteTs: ['10.1.0.0/24'],
-      espProposals: ['aes128-sha256'],
-      dpdAction: 'clear',
-    },
-  ],
-};
+const SUITE = { version: 1, ike: 'aes128-sha256-modp2048', esp: 'aes128-sha256', psk: PSK } as const;
+const CONN = charonConn({ ...SUITE, dpdDelay: '1s', dpdTimeout: '2s', child: { dpdAction: 'clear' } });
 
 type Ev = { type: string; time?: string; [k: string]: unknown };
 const at = (e: Ev | undefined) => (e?.time ? Date.parse(e.time) : Number.NaN);
@@ -80,19 +57,16 @@ function dpdFrames(verbose: string): DpdFrame[] {
 describe('interop coati ↔ charon: IKEv1 DPD', () => {
   let lab: Lab;
   let a: Netns;
-  let b: Netns;
   let lanB: ProtectedSubnet;
   let charon: Charon;
   let coati: Coati | undefined;
   const context = () => `${coati?.logTail(50) ?? ''}\n${charon?.logTail(50) ?? ''}`;
 
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-v1-dpd' });
-    ({ a, b, lanB } = await pairTopology(lab));
-    charon = await Charon.start(b, 'charon', {
+    ({ lab, a, lanB, charon } = await charonPair('coati-v1-dpd', {
       logLevels: { ike: 2, cfg: 1, knl: 1 },
       retransmit: { timeout: 1, base: 1.4, tries: 2 },
-    });
+    }));
     await charon.loadConns([CONN]);
   });
   afterAll(async () => {
@@ -134,30 +108,17 @@ describe('interop coati ↔ charon: IKEv1 DPD', () => {
       it(`dpd_action=${action}, ${initiator} initiates: coati answers R-U-THERE, declares a killed charon dead in time, ${action === 'restart' ? 're-initiates until it is back' : 'clears'}`, async () => {
         await coati?.stop();
         if (!charon.proc?.running) await charon.restart();
-        for (const s of await charon.listSas())
-          await charon.swanctl(['--terminate', '--ike-id', s.uniqueid, '--force', '--timeout', '2'], {
-            allowFail: true,
-          });
-        const peer: CoatiPeerSpec = {
-          name: 'charon',
-          address: CHARON,
-          localAddress: COATI,
-          localId: 'fqdn:coati.interop.test',
-          remoteId: 'fqdn:charon.interop.test',
-          psk: PSK,
-          ikeProposals: ['aes128-sha256-modp2048'],
-          espProposals: ['aes128-sha256'],
+        await clearCharonSas(charon);
+        const peer = coatiPeer({
+          ...SUITE,
           pfs: false,
-          mode: 'tunnel',
-          localTs: ['10.1.0.0/24'],
-          remoteTs: ['10.2.0.0/24'],
           dpdDelay: `${DPD_DELAY_MS}ms`,
           dpdTimeout: `${DPD_TIMEOUT_MS}ms`,
           dpdAction: action,
           retransmitBase: '500ms',
           retransmitTries: 2,
           restartBackoffMax: '2s',
-        };
+        });
         coati = await Coati.start(a, `${action}-${initiator}`, { version: 1, listen: [COATI], peers: [peer] });
         const events = coati.follow();
         const cap = await Capture.start(a, 'wan0');
@@ -241,10 +202,7 @@ describe('interop coati ↔ charon: IKEv1 DPD', () => {
         const pcap = await stopCapture(cap);
 
         // 4. tshark: everything decrypts with coati's key log; DPD pairs match by sequence.
-        const ikev1Table = coati.keylog('ikev1_decryption_table');
-        const espSa = coati.keylog('esp_sa');
-        const dec = await tsharkDecode(pcap, { ikev1Table, espSa });
-        const report = `${pcap}\n${dec.summary.join('\n')}\n--- ikev1 ---\n${ikev1Table}--- esp_sa ---\n${espSa}`;
+        const { dec, report } = await decodeWithKeylog(pcap, coati);
         expect(dec.malformed, report).toEqual([]);
         expect(
           dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)),

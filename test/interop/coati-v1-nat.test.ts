@@ -14,12 +14,13 @@
  * outside deletes and the other drops its SAs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Capture, tsharkDecode } from '../harness/capture.js';
+import { Capture } from '../harness/capture.js';
 import { Charon } from '../harness/charon.js';
 import { type NatTopology, natTopology } from '../harness/nat.js';
 import { Lab, type Netns, sleep, waitFor } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
-import { Coati, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
+import { charonConn, coatiPeer } from '../helpers/charon-pair.js';
+import { Coati, decodeWithKeylog, keylogDisagreements, stopCapture } from '../helpers/coati-proc.js';
 
 const PSK = 'coati-v1-interop-nat-NOT-A-SECRET';
 
@@ -54,42 +55,15 @@ describe('interop coati ↔ charon: IKEv1 through a NAT', () => {
         logLevels: { ike: 2, knl: 1 },
         settings: { keep_alive: '1s' },
       });
+      const suite = { version: 1, ike: 'aes256-sha256-modp2048', esp: 'aes256-sha256', psk: PSK } as const;
       await charon.loadConns([
-        {
-          name: 'coati',
-          version: 1,
-          localAddrs: [charonLocal],
-          remoteAddrs: [behind === 'coati' ? '%any' : t.bAddr],
-          localId: 'charon.interop.test',
-          remoteId: 'coati.interop.test',
-          auth: 'psk',
-          psk: PSK,
-          proposals: ['aes256-sha256-modp2048'],
-          children: [
-            { name: 'net', localTs: ['10.2.0.0/24'], remoteTs: ['10.1.0.0/24'], espProposals: ['aes256-sha256'] },
-          ],
-        },
+        charonConn({ ...suite, localAddrs: [charonLocal], remoteAddrs: [behind === 'coati' ? '%any' : t.bAddr] }),
       ]);
       const coati = await Coati.start(coatiNs, `coati-${behind}`, {
         version: 1,
         listen: [coatiAddr],
         peers: [
-          {
-            name: 'charon',
-            address: charonSeenAt,
-            localAddress: coatiAddr,
-            localId: 'fqdn:coati.interop.test',
-            remoteId: 'fqdn:charon.interop.test',
-            psk: PSK,
-            ikeProposals: ['aes256-sha256-modp2048'],
-            espProposals: ['aes256-sha256'],
-            pfs: false,
-            mode: 'tunnel',
-            localTs: ['10.1.0.0/24'],
-            remoteTs: ['10.2.0.0/24'],
-            dpdAction: 'clear',
-            natKeepalive: '1s',
-          },
+          coatiPeer({ ...suite, address: charonSeenAt, localAddress: coatiAddr, pfs: false, natKeepalive: '1s' }),
         ],
       });
       const context = () => `${coati.logTail(40)}\n${charon.logTail(60)}`;
@@ -150,10 +124,7 @@ describe('interop coati ↔ charon: IKEv1 through a NAT', () => {
       );
       const pcap = await stopCapture(cap);
 
-      const ikev1Table = coati.keylog('ikev1_decryption_table');
-      const espSa = coati.keylog('esp_sa');
-      const dec = await tsharkDecode(pcap, { ikev1Table, espSa });
-      const report = `${pcap}\n${dec.summary.join('\n')}\n--- ikev1 ---\n${ikev1Table}--- esp_sa ---\n${espSa}`;
+      const { dec, report } = await decodeWithKeylog(pcap, coati);
       expect(dec.malformed, report).toEqual([]);
       expect(
         dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)),

@@ -6,72 +6,33 @@
  * Quick Mode and Main Mode.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Charon } from '../harness/charon.js';
-import { Lab, waitFor } from '../harness/netns.js';
-import { pairTopology } from '../harness/topology.js';
+import type { Charon } from '../harness/charon.js';
+import { type Lab, type Netns, waitFor } from '../harness/netns.js';
+import { CHARON, COATI, charonConn, charonPair, coatiPeer } from '../helpers/charon-pair.js';
 import { Coati, keylogDisagreements } from '../helpers/coati-proc.js';
 
 const PSK = 'coati-v1-interop-rekey-NOT-A-SECRET';
-const COATI = '198.51.100.1';
-const CHARON = '198.51.100.2';
 
 describe('interop coati ↔ charon: IKEv1 rekeys', () => {
   let lab: Lab;
+  let a: Netns;
+  let charon: Charon;
   beforeAll(async () => {
-    lab = await Lab.create({ label: 'coati-v1-rekey' });
+    ({ lab, a, charon } = await charonPair('coati-v1-rekey', { logLevels: { ike: 2, cfg: 1 } }));
   });
   afterAll(async () => {
     await lab?.destroy();
   });
 
   it('charon re-keys Quick Mode and re-authenticates phase 1; coati answers each, keys agree', async () => {
-    const { a, b } = await pairTopology(lab);
-    const charon = await Charon.start(b, 'charon', { logLevels: { ike: 2, cfg: 1 } });
+    const suite = { version: 1, ike: 'aes128-sha256-modp2048', esp: 'aes128-sha256-modp2048', psk: PSK } as const;
     await charon.loadConns([
-      {
-        name: 'coati',
-        version: 1,
-        localAddrs: [CHARON],
-        remoteAddrs: [COATI],
-        localId: 'charon.interop.test',
-        remoteId: 'coati.interop.test',
-        auth: 'psk',
-        psk: PSK,
-        proposals: ['aes128-sha256-modp2048'],
-        reauthTime: '8s',
-        overTime: '4s',
-        children: [
-          {
-            name: 'net',
-            localTs: ['10.2.0.0/24'],
-            remoteTs: ['10.1.0.0/24'],
-            espProposals: ['aes128-sha256-modp2048'],
-            rekeyTime: '3s',
-            lifeTime: '6s',
-          },
-        ],
-      },
+      charonConn({ ...suite, reauthTime: '8s', overTime: '4s', child: { rekeyTime: '3s', lifeTime: '6s' } }),
     ]);
     const coati = await Coati.start(a, 'rekey', {
       version: 1,
       listen: [COATI],
-      peers: [
-        {
-          name: 'charon',
-          address: CHARON,
-          localAddress: COATI,
-          localId: 'fqdn:coati.interop.test',
-          remoteId: 'fqdn:charon.interop.test',
-          psk: PSK,
-          ikeProposals: ['aes128-sha256-modp2048'],
-          espProposals: ['aes128-sha256-modp2048'],
-          pfs: true,
-          mode: 'tunnel',
-          localTs: ['10.1.0.0/24'],
-          remoteTs: ['10.2.0.0/24'],
-          dpdAction: 'clear',
-        },
-      ],
+      peers: [coatiPeer({ ...suite, pfs: true })],
     });
     const context = () => `${coati.logTail(40)}\n${charon.logTail(80)}`;
     await charon.initiate('net', 'coati');
