@@ -4,6 +4,8 @@
  * and protected subnets both sides are configured with, charon's connection `coati`
  * (child `net`) and coati's peer `charon` for it, and the lab set-up itself.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Charon, type CharonOptions } from '../harness/charon.js';
 import { Lab } from '../harness/netns.js';
 import type { ChildSpec, ConnSpec } from '../harness/swanctl-conf.js';
@@ -87,6 +89,29 @@ export function coatiPeer(o: { version: 1 | 2; ike: string; esp: string } & Part
     ...selectors,
     ...over,
   };
+}
+
+/** charon's side of a certificate set-up: its identity and PEM contents. */
+export interface CharonCreds {
+  charonId: string;
+  caPem: string;
+  charonCertPem: string;
+  charonKeyPem: string;
+}
+
+/**
+ * Installs charon's CA, certificate and key into its SWANCTL_DIR (through files written
+ * into `dir`); returns the certificate's name for `localCert`.
+ */
+export function installCharonCreds(charon: Charon, dir: string, c: CharonCreds): string {
+  const w = (n: string, t: string) => {
+    writeFileSync(join(dir, n), t, { mode: 0o600 });
+    return join(dir, n);
+  };
+  charon.installFile('x509ca', w(`${c.charonId}-ca.pem`, c.caPem));
+  const certName = charon.installFile('x509', w(`${c.charonId}.pem`, c.charonCertPem));
+  charon.installFile('private', w(`${c.charonId}.key.pem`, c.charonKeyPem));
+  return certName;
 }
 
 /** Terminates every IKE SA charon still has (forced, 2 s each), so test cases stay independent. */

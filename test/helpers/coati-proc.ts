@@ -588,7 +588,18 @@ export async function decodeWithKeylog(pcap: string, coati: Coati): Promise<{ de
   return { dec, report };
 }
 
-/** tshark's complaints about a decoded capture: malformed frames, error-severity expert infos, failed ICVs. */
+/** Malformed frames and error-severity expert infos in a decoded capture. */
+export function tsharkErrors(dec: DecodeResult): string[] {
+  return [
+    ...dec.malformed.map((l) => `malformed: ${l.trim()}`),
+    ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
+  ];
+}
+
+/**
+ * tshark's complaints about an IKEv2 capture: SK payloads or ESP packets it could not
+ * decrypt, `tsharkErrors`, failed ICVs.
+ */
 export function tsharkProblems(dec: DecodeResult): string[] {
   // tshark prints `Decrypted Data (N bytes)` in each SK/SKF payload it could decrypt.
   const sk = dec.text.match(/Payload: Encrypted and Authenticated(?: Fragment)? \((?:46|53)\)/g)?.length ?? 0;
@@ -596,8 +607,7 @@ export function tsharkProblems(dec: DecodeResult): string[] {
   return [
     ...(skOk !== sk ? [`${sk - skOk} of ${sk} SK payloads not decrypted`] : []),
     ...dec.summary.filter((l) => / ESP \(SPI=/.test(l)).map((l) => `ESP not decrypted: ${l.trim()}`),
-    ...dec.malformed.map((l) => `malformed: ${l.trim()}`),
-    ...dec.expertWarnings.filter((l) => /Expert Info \(Error/.test(l)).map((l) => `expert error: ${l.trim()}`),
+    ...tsharkErrors(dec),
     ...(dec.integrityIncorrect > 0 ? [`${dec.integrityIncorrect} integrity checks [incorrect]`] : []),
   ];
 }

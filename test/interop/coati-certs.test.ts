@@ -9,13 +9,21 @@
  * decrypts the exchanges with coati's key log, and the IKE_AUTH messages carry the
  * certificates.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Charon } from '../harness/charon.js';
 import type { Lab, Netns, ProtectedSubnet } from '../harness/netns.js';
 import { ping } from '../harness/traffic.js';
-import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from '../helpers/charon-pair.js';
+import {
+  CHARON,
+  COATI,
+  charonConn,
+  charonPair,
+  clearCharonSas,
+  coatiPeer,
+  installCharonCreds,
+} from '../helpers/charon-pair.js';
 import {
   Coati,
   charonView,
@@ -105,15 +113,7 @@ describe('interop coati ↔ charon: IKEv2 certificate authentication', () => {
         const c = make();
         await coati?.stop();
         await clearCharonSas(charon);
-        // charon's credentials: its certificate, key and the CA in SWANCTL_DIR.
-        const tmp = lab.subdir(`creds-${c.coatiId}`);
-        const w = (n: string, t: string) => {
-          writeFileSync(join(tmp, n), t, { mode: 0o600 });
-          return join(tmp, n);
-        };
-        charon.installFile('x509ca', w(`${c.charonId}-ca.pem`, c.caPem));
-        const certName = charon.installFile('x509', w(`${c.charonId}.pem`, c.charonCertPem));
-        charon.installFile('private', w(`${c.charonId}.key.pem`, c.charonKeyPem));
+        const certName = installCharonCreds(charon, lab.subdir(`creds-${c.coatiId}`), c);
         const suite = { version: 2, ike: 'aes256gcm16-prfsha256-x25519', esp: 'aes256gcm16-x25519' } as const;
         await charon.loadConns([
           charonConn({ ...suite, localId: c.charonId, remoteId: c.coatiId, localCert: certName }),
