@@ -1,5 +1,8 @@
 import { MalformedMessageError } from './errors.js';
 
+/** A structure's label for error messages, or a function that makes it (called only when needed). */
+export type Where = string | (() => string) | undefined;
+
 /**
  * Bounds-checked big-endian reader over a byte range. Every read checks the
  * remaining length first and throws MalformedMessageError naming `where` and
@@ -8,8 +11,23 @@ import { MalformedMessageError } from './errors.js';
 export class Reader {
   private pos: number;
   private readonly end: number;
-  /** Label used in error messages (current payload/structure). */
-  where: string | undefined;
+  private label: Where;
+
+  /**
+   * Label used in error messages (current payload/structure). It may be set
+   * to a function: decoders label every payload, proposal and transform, and
+   * the text is only needed when something fails.
+   */
+  get where(): string | undefined {
+    const l = this.label;
+    if (typeof l !== 'function') return l;
+    const text = l();
+    this.label = text;
+    return text;
+  }
+  set where(where: Where) {
+    this.label = where;
+  }
 
   /**
    * With `views`, bytes() and rest() return views into `buf` instead of copies:
@@ -21,15 +39,19 @@ export class Reader {
     readonly buf: Uint8Array,
     start = 0,
     end = buf.length,
-    where?: string,
+    where?: Where,
     readonly views = false,
   ) {
     if (start < 0 || end > buf.length || start > end) {
-      throw new MalformedMessageError(`range ${start}..${end} outside buffer of ${buf.length}`, start, where);
+      throw new MalformedMessageError(
+        `range ${start}..${end} outside buffer of ${buf.length}`,
+        start,
+        typeof where === 'function' ? where() : where,
+      );
     }
     this.pos = start;
     this.end = end;
-    this.where = where;
+    this.label = where;
   }
 
   get offset(): number {
@@ -97,8 +119,9 @@ export class Reader {
     this.pos += n;
   }
   /** A sub-reader over the next n bytes; this reader advances past them. */
-  sub(n: number, where: string | undefined = this.where): Reader {
-    this.need(n, where ?? 'sub-structure');
+  sub(n: number, where: Where = this.label): Reader {
+    if (n < 0 || this.end - this.pos < n)
+      this.need(n, (typeof where === 'function' ? where() : where) ?? 'sub-structure');
     const r = new Reader(this.buf, this.pos, this.pos + n, where, this.views);
     this.pos += n;
     return r;

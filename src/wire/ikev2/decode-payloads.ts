@@ -41,7 +41,7 @@ function decodeAttributes(r: Reader): TransformAttribute[] {
   return attrs;
 }
 
-function decodeTransforms(r: Reader, count: number, where: string): Transform[] {
+function decodeTransforms(r: Reader, count: number, where: () => string): Transform[] {
   const transforms: Transform[] = [];
   let marker = TRANSFORM_MORE;
   while (!r.atEnd) {
@@ -52,7 +52,8 @@ function decodeTransforms(r: Reader, count: number, where: string): Transform[] 
     r.skip(1, 'transform reserved');
     const len = r.u16('transform length');
     if (len < 8) r.fail(`transform length ${len} < 8`, at);
-    const t = r.sub(len - 4, `${where}/Transform#${transforms.length + 1}`);
+    const n = transforms.length + 1;
+    const t = r.sub(len - 4, () => `${where()}/Transform#${n}`);
     const type = t.u8('transform type');
     t.skip(1, 'transform reserved');
     const id = t.u16('transform id');
@@ -74,7 +75,8 @@ function decodeSa(r: Reader): { proposals: Proposal[] } {
     r.skip(1, 'proposal reserved');
     const len = r.u16('proposal length');
     if (len < 8) r.fail(`proposal length ${len} < 8`, at);
-    const where = `${r.where ?? 'SA'}/Proposal#${proposals.length + 1}`;
+    const n = proposals.length + 1;
+    const where = () => `${r.where ?? 'SA'}/Proposal#${n}`;
     const p = r.sub(len - 4, where);
     const num = p.u8('proposal number');
     const prev = proposals[proposals.length - 1];
@@ -113,7 +115,8 @@ function decodeSelectors(r: Reader): { selectors: TrafficSelector[] } {
     if (tsType === TS_TYPE.IPV4_ADDR_RANGE || tsType === TS_TYPE.IPV6_ADDR_RANGE) {
       const want = tsType === TS_TYPE.IPV4_ADDR_RANGE ? TS_IPV4_LENGTH : TS_IPV6_LENGTH;
       if (len !== want) r.fail(`selector length ${len}, expected ${want} for TS type ${tsType}`, at);
-      const s = r.sub(len - 4, `${r.where ?? 'TS'}/Selector#${selectors.length + 1}`);
+      const n = selectors.length + 1;
+      const s = r.sub(len - 4, () => `${r.where ?? 'TS'}/Selector#${n}`);
       const startPort = s.u16('start port');
       const endPort = s.u16('end port');
       const alen = (len - 8) / 2;

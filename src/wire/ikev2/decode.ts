@@ -57,7 +57,9 @@ function chain(r: Reader, firstType: number, allowEncrypted: boolean, prefix = '
   let type = firstType;
   while (type !== PAYLOAD.NONE) {
     const at = r.offset;
-    const label = `${prefix}${name(PAYLOAD, type)}#${payloads.length + 1}`;
+    const t = type;
+    const n = payloads.length + 1;
+    const label = () => `${prefix}${name(PAYLOAD, t)}#${n}`;
     r.where = label;
     if (r.atEnd) r.fail(`next payload is ${name(PAYLOAD, type)} but the message ends`);
     const next = r.u8('next payload');
@@ -69,7 +71,7 @@ function chain(r: Reader, firstType: number, allowEncrypted: boolean, prefix = '
     }
     const body = r.sub(len - GENERIC_PAYLOAD_HEADER_LENGTH, label);
     if (!isKnownPayloadType(type)) {
-      if (critical) throw new UnsupportedCriticalPayloadError(type, at, label);
+      if (critical) throw new UnsupportedCriticalPayloadError(type, at, label());
       payloads.push({ type: type as UnknownPayloadType, critical, unknown: true, data: body.rest('payload data') });
       type = next;
       continue;
@@ -77,7 +79,7 @@ function chain(r: Reader, firstType: number, allowEncrypted: boolean, prefix = '
     const encrypted = type === PAYLOAD.SK || type === PAYLOAD.SKF;
     if (encrypted && !allowEncrypted) r.fail(`${name(PAYLOAD, type)} payload inside an encrypted payload`, at);
     payloads.push(decodePayloadBody(type, body, critical, next));
-    body.expectEnd(name(PAYLOAD, type));
+    if (!body.atEnd) body.expectEnd(name(PAYLOAD, type));
     if (encrypted) {
       if (!r.atEnd) r.fail(`${r.remaining} byte(s) after ${name(PAYLOAD, type)}, which must be the last payload`);
       return payloads;

@@ -15,17 +15,20 @@ import {
   type Transform,
 } from './types.js';
 
+// The messages are built only on failure: these checks run for every field of every message.
 function check(cond: boolean, message: string): void {
   if (!cond) throw new WireEncodeError(message);
 }
 
 function u8(v: number, what: string): number {
-  check(Number.isInteger(v) && v >= 0 && v <= 0xff, `${what} ${v} does not fit in one octet`);
+  if (!(Number.isInteger(v) && v >= 0 && v <= 0xff))
+    throw new WireEncodeError(`${what} ${v} does not fit in one octet`);
   return v;
 }
 
 function u16(v: number, what: string): number {
-  check(Number.isInteger(v) && v >= 0 && v <= 0xffff, `${what} ${v} does not fit in two octets`);
+  if (!(Number.isInteger(v) && v >= 0 && v <= 0xffff))
+    throw new WireEncodeError(`${what} ${v} does not fit in two octets`);
   return v;
 }
 
@@ -41,12 +44,12 @@ function writeTransform(w: Writer, t: Transform, last: boolean): void {
   w.u8(u8(t.type, 'transform type')).u8(0).u16(u16(t.id, 'transform id'));
   for (const a of t.attributes) {
     u16(a.type, 'attribute type');
-    check(a.type <= 0x7fff, `attribute type ${a.type} exceeds 15 bits`);
+    if (a.type > 0x7fff) throw new WireEncodeError(`attribute type ${a.type} exceeds 15 bits`);
     if (a.tv) {
-      check(typeof a.value === 'number', `TV attribute ${a.type} needs a numeric value`);
+      if (typeof a.value !== 'number') throw new WireEncodeError(`TV attribute ${a.type} needs a numeric value`);
       w.u16(0x8000 | a.type).u16(u16(a.value as number, 'attribute value'));
     } else {
-      check(Buffer.isBuffer(a.value), `TLV attribute ${a.type} needs a Buffer value`);
+      if (!Buffer.isBuffer(a.value)) throw new WireEncodeError(`TLV attribute ${a.type} needs a Buffer value`);
       const v = a.value as Buffer;
       w.u16(a.type).u16(u16(v.length, 'attribute length')).bytes(v);
     }
@@ -70,7 +73,8 @@ function writeProposal(w: Writer, p: Proposal, last: boolean): void {
 function writeSelector(w: Writer, s: TrafficSelector): void {
   if (isAddressRangeSelector(s)) {
     const alen = s.tsType === TS_TYPE.IPV4_ADDR_RANGE ? 4 : 16;
-    check(s.startAddr.length === alen && s.endAddr.length === alen, `TS type ${s.tsType} needs ${alen}-byte addresses`);
+    if (!(s.startAddr.length === alen && s.endAddr.length === alen))
+      throw new WireEncodeError(`TS type ${s.tsType} needs ${alen}-byte addresses`);
     w.u8(s.tsType)
       .u8(u8(s.ipProto, 'IP protocol'))
       .u16(8 + 2 * alen);
@@ -117,7 +121,8 @@ export function writePayloadBody(w: Writer, p: Payload): void {
       w.u8(u8(p.method, 'auth method')).zeros(3).bytes(p.data);
       return;
     case PAYLOAD.NONCE:
-      check(p.data.length >= NONCE_MIN && p.data.length <= NONCE_MAX, `nonce of ${p.data.length} bytes`);
+      if (!(p.data.length >= NONCE_MIN && p.data.length <= NONCE_MAX))
+        throw new WireEncodeError(`nonce of ${p.data.length} bytes`);
       w.bytes(p.data);
       return;
     case PAYLOAD.NOTIFY:
@@ -127,7 +132,8 @@ export function writePayloadBody(w: Writer, p: Payload): void {
     case PAYLOAD.DELETE:
       w.u8(u8(p.protocolId, 'protocol id')).u8(u8(p.spiSize, 'SPI size')).u16(u16(p.spis.length, 'SPI count'));
       for (const spi of p.spis) {
-        check(spi.length === p.spiSize, `delete SPI of ${spi.length} bytes, SPI size is ${p.spiSize}`);
+        if (spi.length !== p.spiSize)
+          throw new WireEncodeError(`delete SPI of ${spi.length} bytes, SPI size is ${p.spiSize}`);
         w.bytes(spi);
       }
       return;
@@ -149,7 +155,7 @@ export function writePayloadBody(w: Writer, p: Payload): void {
     case PAYLOAD.CP:
       w.u8(u8(p.cfgType, 'CFG type')).zeros(3);
       for (const a of p.attributes) {
-        check(a.type <= 0x7fff, `CP attribute type ${a.type} exceeds 15 bits`);
+        if (a.type > 0x7fff) throw new WireEncodeError(`CP attribute type ${a.type} exceeds 15 bits`);
         w.u16(u16(a.type, 'CP attribute type')).u16(u16(a.value.length, 'CP attribute length')).bytes(a.value);
       }
       return;
