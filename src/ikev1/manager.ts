@@ -1,11 +1,12 @@
 import { CoatiError } from '../errors.js';
-import type { ChildSa } from '../ikev2/child-sa.js';
+import { type ChildSa, destroyChildSecrets, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import { PolicyBook } from '../ikev2/policy-book.js';
 import { type Identity, sameIdentity } from '../sa/identity.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
+import type { Timer } from '../util/clock.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import {
   decodeIsakmpHeader,
@@ -28,6 +29,11 @@ export interface V1ManagerLimits {
   reqidBase: number;
   /** Delay before a crossing-streams duplicate is deleted (the survivor carries traffic first). */
   duplicateGraceMs: number;
+  /**
+   * How long a phase 2 pair of an ISAKMP SA purged on INITIAL-CONTACT stays in the
+   * kernel waiting for its replacement (the peer's new Quick Mode) before it goes anyway.
+   */
+  initialContactGraceMs: number;
 }
 
 export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
@@ -35,7 +41,20 @@ export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
   halfOpenPerAddress: 200,
   reqidBase: 0xc0a78001,
   duplicateGraceMs: 2000,
+  initialContactGraceMs: 20_000,
 };
+
+/**
+ * A phase 2 pair of an ISAKMP SA purged on INITIAL-CONTACT: IKE forgot it, its kernel SAs
+ * and policies stay until a new pair of the same child is installed (make-before-break;
+ * the restarted peer's kernel usually still has the other half) or the grace period ends.
+ */
+interface PurgedPair {
+  /** The purged ISAKMP SA it belonged to (endpoints, events). */
+  sa: IsakmpSa;
+  child: ChildSa;
+  timer: Timer;
+}
 
 const hex = (b: Buffer) => b.toString('hex');
 const ZERO = Buffer.alloc(8);
@@ -70,6 +89,8 @@ export class Ikev1Manager implements IsakmpSaHost {
   private readonly byPeer = new Map<string, Set<IsakmpSa>>();
   private readonly peers = new Map<string, PeerRuntime>();
   private readonly contacted = new Set<string>();
+  /** Pairs of ISAKMP SAs dropped because the peer lost its state, per peer name, until replaced. */
+  private readonly purged = new Map<string, PurgedPair[]>();
   private nextReqid: number;
   private uidSeq = 0;
   private readonly limits: V1ManagerLimits;
@@ -250,6 +271,8 @@ export class Ikev1Manager implements IsakmpSaHost {
       rekeyOf.timers.rekey?.cancel();
       void other.queue.run(() => deleteChildren(other, [rekeyOf], 'rekeyed'));
     }
+    // A pair kept after an INITIAL-CONTACT purge has its replacement now.
+    void this.retirePurged(sa.peerName, child.name, `replaced by ${child.uid}`);
     // Any other live pair of this child was negotiated independently: a duplicate.
     this.duplicates.onPairInstalled(sa.peerName, child.name);
     this.onPairInstalled?.(sa.remote.addr, sa.label);
@@ -481,6 +504,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     }
     const sas = this.sasOf(name);
     await Promise.all(sas.map((sa) => sa.queue.run(() => this.deleteSa(sa, 'terminated by operator'))));
+    await this.retirePurged(name, undefined, 'terminated by operator');
     return sas.length;
   }
 
@@ -509,7 +533,13 @@ export class Ikev1Manager implements IsakmpSaHost {
     return [...new Set([...this.byCookies.values(), ...this.byInitiatorCookie.values()])];
   }
 
-  /** The peer lost its state: drop ISAKMP SAs with its identity that predate the new one. */
+  /**
+   * The peer lost its state: drop ISAKMP SAs with its identity that predate the new one.
+   * Their phase 2 pairs are not deleted yet (make-before-break): the restarted peer's kernel
+   * usually still holds the other half and traffic keeps flowing over them, so they stay in
+   * the kernel, no longer known to IKE, until a new pair of the same child is installed
+   * (`retirePurged`) or `initialContactGraceMs` has passed.
+   */
   private honourInitialContact(sa: IsakmpSa): void {
     const id = sa.remoteId;
     if (!id) return;
@@ -520,13 +550,61 @@ export class Ikev1Manager implements IsakmpSaHost {
       if (other.establishedAt >= sa.createdAt) continue;
       this.env.emit({ type: 'initial_contact.purge', peer: sa.peerName, sa: other.label, version: 1 });
       // The peer is re-establishing the relationship: with dpd_action = "restart" it is wanted,
-      // so its policies stay (as traps) until the new pair is in, instead of leaving a window
+      // so its policies stay (as traps) once the kept pairs go, instead of leaving a window
       // in which the kernel sends the protected traffic in clear text.
       const rt = this.peers.get(sa.peerName);
       if (rt?.policy.dpdAction === 'restart') rt.wantUp = true;
       other.replacedBy = sa;
+      this.keepPurgedPairs(sa.peerName, other, 'INITIAL-CONTACT from peer');
       void other.queue.run(() => other.destroy('INITIAL-CONTACT from peer'));
     }
+  }
+
+  /**
+   * Moves the live pairs of an ISAKMP SA that goes because the peer lost its state out of
+   * it (its destroy leaves them in the kernel) until their replacement is installed.
+   */
+  private keepPurgedPairs(peer: string, other: IsakmpSa, why: string): void {
+    for (const c of [...other.children.values()]) {
+      if (c.state !== 'installed' && c.state !== 'rekeying') continue;
+      other.children.delete(c.uid);
+      c.timers.rekey?.cancel();
+      c.timers.expire?.cancel();
+      other.transitionChild(c, 'rekeyed', `${why}: kept until a new pair is installed`);
+      const timer = this.env.clock.setTimer(this.limits.initialContactGraceMs, () => {
+        void this.retirePurged(peer, c.name, `${why}: no new pair within the grace period`, c);
+      });
+      let list = this.purged.get(peer);
+      if (!list) {
+        list = [];
+        this.purged.set(peer, list);
+      }
+      list.push({ sa: other, child: c, timer });
+    }
+  }
+
+  /** Removes kept pairs of `peer` (of one child, or all; or just `only`) from the kernel. */
+  private async retirePurged(peer: string, child: string | undefined, reason: string, only?: ChildSa): Promise<void> {
+    const list = this.purged.get(peer);
+    if (!list) return;
+    const go = list.filter((p) => (child === undefined || p.child.name === child) && (!only || p.child === only));
+    if (go.length === 0) return;
+    const rest = list.filter((p) => !go.includes(p));
+    if (rest.length) this.purged.set(peer, rest);
+    else this.purged.delete(peer);
+    for (const p of go) {
+      p.timer.cancel();
+      await uninstallChild(this.env.kernel, this.book, p.child, p.sa.local, p.sa.remote).catch((err) =>
+        this.env.log.warn('removing a pair kept after INITIAL-CONTACT failed', { error: String(err) }),
+      );
+      destroyChildSecrets(p.child);
+      p.sa.transitionChild(p.child, 'destroyed', reason);
+    }
+  }
+
+  /** Pairs kept after the peer lost its state (INITIAL-CONTACT, INVALID-COOKIE), waiting for their replacement. */
+  purgedPairs(peer: string): ChildSa[] {
+    return (this.purged.get(peer) ?? []).map((p) => p.child);
   }
 
   // ---- receive path ------------------------------------------------------------
@@ -659,6 +737,11 @@ export class Ikev1Manager implements IsakmpSaHost {
     for (const rt of this.peers.values()) rt.retryTimer?.cancel();
     this.duplicates.close();
     await Promise.all(this.allSas().map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
+    for (const [peer, list] of [...this.purged]) {
+      if (!opts.keepKernel) await this.retirePurged(peer, undefined, 'daemon stopping');
+      else for (const p of list) p.timer.cancel();
+    }
+    if (opts.keepKernel) this.purged.clear();
   }
 }
 
