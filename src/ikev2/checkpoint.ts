@@ -252,6 +252,15 @@ export class Resumer implements ResumeHooks {
   replace(old: IkeSa, why: string): void {
     const name = old.peer?.name;
     if (!name || this.replacing.has(name)) return;
+    // The peer already re-established with this process (it had dropped the old SA, e.g. declared us
+    // dead): that SA is the relationship. A replacement with INITIAL_CONTACT would make the peer
+    // purge it, and the crossing duplicate resolution would tear down the other one.
+    const current = this.mgr.established(name).find((sa) => sa !== old && !this.pending.has(sa));
+    if (current) {
+      this.mgr.env.emit({ type: 'checkpoint.replaced', peer: name, old: old.label, sa: current.label });
+      void old.queue.run(() => old.destroy(`superseded by ${current.label}`));
+      return;
+    }
     this.replacing.set(name, old);
     this.int.contacted.delete(name);
     this.mgr.env.emit({ type: 'checkpoint.replacing', peer: name, sa: old.label, reason: why });

@@ -230,6 +230,31 @@ describe('restart without dropping traffic (checkpoint + resume)', () => {
     await probeBoth(m, a, node);
   });
 
+  it('restored SA the peer had already dropped, and the peer re-established with the new process meanwhile: that SA stays, no INITIAL_CONTACT replacement (found in qemu: three IKE SAs and two extra outages)', async () => {
+    const m = await pair(50);
+    const a = m.node('n1');
+    // n2 crashes; n1 declared it dead meanwhile (its copy is gone, nobody got a Delete).
+    const { node: b, report } = await crashRestart(m, 'n2');
+    expect(report.resyncing).toBe(1);
+    const stale = only(a, 'n2');
+    await stale.queue.run(() => stale.destroy('test: peer declared dead'));
+    // n1 re-initiates (dpd_action = restart); the new n2 process answers.
+    await a.manager.initiate('n2');
+    await m.settle();
+    // The restored SA's resynchronisation fails (n1 does not know it any more). n2 may also have started
+    // an SA of its own on n1's INVALID_IKE_SPI answer: crossing streams, resolved by the duplicate rule.
+    await m.advance(30_000);
+    expect(a.events.filter((e) => e.type === 'initial_contact.purge')).toEqual([]);
+    expect(b.events.filter((e) => e.type === 'checkpoint.replacing')).toEqual([]);
+    expect(only(b, 'n1').spiI.equals(only(a, 'n2').spiI)).toBe(true);
+    expect(only(b, 'n1').spiR.equals(only(a, 'n2').spiR)).toBe(true);
+    expect(a.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+    expect(b.manager.allSas().filter((s) => s.state !== 'destroyed')).toHaveLength(1);
+    expect(await kernelSas(a)).toHaveLength(2);
+    expect(await kernelSas(b)).toHaveLength(2);
+    await probeBoth(m, a, b);
+  });
+
   it('checkpoint from an older peer config: SA kept, then re-authenticated make-before-break', async () => {
     const m = await pair(50);
     const [a, b] = [m.node('n1'), m.node('n2')];

@@ -8,30 +8,49 @@
  *   ca: eth 192.0.2.1/24, protected subnet address 10.1.0.1 (on lo)
  *   cb: eth 192.0.2.2/24, protected subnet address 10.2.0.1 (on lo)
  *
- * Scenarios (in this order, one process):
+ * Timers (the postmortem's liveness scenarios): DPD 2 s / 3 s, dpd_action =
+ * restart, restart_backoff_max 1 s, retransmit_base 500 ms, 3 tries,
+ * retransmit_max 800 ms.
+ *
+ * Scenarios (in this order, one process; "flowing" is measured on
+ * sequence-numbered UDP streams, one datagram every 20 ms):
  *   transport   host-to-host transport mode (the mesh default): ping, counters, SPIs
  *   tunnel      10.1.0.0/24 <-> 10.2.0.0/24 tunnel mode: ping, counters, SPIs
- *   sigkill     UDP stream (every 20 ms) through the tunnel; SIGKILL cb's daemon,
- *               restart it 3 s later; outage and loss measured; one IKE SA and one
+ *   sigkill     (1) stream ca -> cb; SIGKILL cb's daemon, restart it 3 s later;
+ *               outage, loss and restart-to-flowing measured; one IKE SA and one
  *               Child SA pair per side afterwards, stale kernel SAs purged
- *   hardreboot  the same, but cb's kernel SAs and policies are flushed too
+ *   hardreboot  (2) the same, but cb's kernel SAs and policies are flushed and
+ *               its state directory (checkpoint) deleted too
+ *   partition   (3) streams both ways; nftables drops everything arriving on
+ *               either eth0 for 8 s: both daemons declare the peer dead within
+ *               DPD delay + timeout, the out policies stay (traps), captures on
+ *               both hosts show no clear text; heal-to-flowing measured
+ *   bothrestart (5) streams both ways; both daemons SIGKILLed at once and
+ *               restarted at once 3 s later: one IKE SA and one pair afterwards,
+ *               no other IKE SA, no orphaned kernel SA after the grace period,
+ *               no clear text
  *
  * One line per check on stdout: `RESULT {"name":...,"ok":...,"detail":...}`;
  * exit status 0 only if every check passed. test/vm/daemon.test.ts asserts each.
  * Daemon logs go to .cache/vm/daemon-logs/ on the share (the console is slow).
  *
- *   node dist/test/vm/guest/daemon-e2e.js [--only NAME] [--pkg-tar daemon-pkg.tar]
+ *   node dist/test/vm/guest/daemon-e2e.js [--only NAME] [--pkg-tar daemon-pkg.tar] [--tools-tar daemon-tools.tar]
  *
- * Shared pieces (topology, daemons, status, kernel SAs, streams) are in pair-lib.ts.
+ * Shared pieces (topology, daemons, status, kernel SAs, streams, captures) are in pair-lib.ts.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   arg,
   CACHE,
+  CAPTOOL,
+  Capture,
+  type CapturedPacket,
+  classify,
   failureCount,
   type KSa,
   killDaemon,
+  type Node,
   PKG,
   crossCheck as pairCrossCheck,
   pairNodes,
@@ -41,12 +60,14 @@ import {
   report,
   running,
   Stream as SeqStream,
+  type StreamResult,
   sh,
   sleep,
   stagePackage,
   startDaemon as start,
   status,
   waitSettled as waitPair,
+  waitStarted,
   writeConfig as writePair,
   xfrmPolicyCount,
   xfrmStates,
@@ -59,29 +80,66 @@ const only = arg('--only');
 const [A, B] = pairNodes(WORK);
 const NODES = [A, B];
 
-function writeConfig(n: typeof A, mode: 'transport' | 'tunnel'): void {
+const DPD_DELAY = 2000;
+const DPD_TIMEOUT = 3000;
+
+function writeConfig(n: Node, mode: 'transport' | 'tunnel'): void {
   writePair(n, {
     version: 2,
     ikeProposals: 'aes256gcm16-prfsha256-x25519',
     espProposals: 'aes256gcm16-x25519',
     start: n === B ? 'now' : 'none',
-    dpdDelay: '1s',
-    dpdTimeout: '2s',
+    dpdDelay: `${DPD_DELAY}ms`,
+    dpdTimeout: `${DPD_TIMEOUT}ms`,
     dpdAction: 'restart',
     restartBackoffMax: '1s',
     retransmitBase: '500ms',
+    retransmitTries: 3,
+    retransmitMax: '800ms',
     mode,
   });
 }
 
-const startDaemon = (n: typeof A, tag: string) => start(n, tag, LOGS);
+const startDaemon = (n: Node, tag: string) => start(n, tag, LOGS);
 const waitSettled = (ms: number) => waitPair(A, B, ms);
 const GCM = { label: 'rfc4106(gcm(aes))', ok: (k: KSa) => k.aead.startsWith('rfc4106(gcm(aes))') };
-const crossCheck = (mode: 'transport' | 'tunnel') => pairCrossCheck(A, B, mode, GCM);
+
+/** pair-lib's cross-check plus: no other IKE SA (duplicate, predecessor, half-open) on either side. */
+async function crossCheck(mode: 'transport' | 'tunnel') {
+  const c = await pairCrossCheck(A, B, mode, GCM);
+  const [sa, sb] = await Promise.all([status(A), status(B)]);
+  const others = {
+    ca: (peerOf(sa, 'cb')?.otherIkeSas ?? []).map((o) => `${o.spiI}/${o.spiR}:${o.state}`),
+    cb: (peerOf(sb, 'ca')?.otherIkeSas ?? []).map((o) => `${o.spiI}/${o.spiR}:${o.state}`),
+  };
+  if (others.ca.length || others.cb.length) c.problems.push('no other IKE SA on either side');
+  return { ...c, ok: c.problems.length === 0, otherIkeSas: others };
+}
+
+/** Polls the cross-check until it holds (or `ms` pass); returns the last check and when it first held. */
+async function waitCrossCheck(ms: number): Promise<{ check: Awaited<ReturnType<typeof crossCheck>>; at?: number }> {
+  const t0 = Date.now();
+  let check = await crossCheck('tunnel');
+  while (check.ok !== true && Date.now() - t0 < ms) {
+    await sleep(400);
+    check = await crossCheck('tunnel');
+  }
+  return { check, ...(check.ok ? { at: Date.now() } : {}) };
+}
 
 async function stopAll(): Promise<void> {
   await Promise.all(NODES.map((n) => killDaemon(n, 'SIGTERM')));
   await sh('for ns in ca cb; do ip -n $ns xfrm state flush; ip -n $ns xfrm policy flush; done');
+}
+
+/** Daemons up with the tunnel configuration (reused from the previous scenario: each start costs 5-30 s under TCG). */
+async function ensureTunnel(tag: string): Promise<void> {
+  if (!NODES.every(running)) {
+    await stopAll();
+    for (const n of NODES) writeConfig(n, 'tunnel');
+    for (const n of NODES) startDaemon(n, tag);
+  }
+  await waitSettled(90_000);
 }
 
 async function dataPlane(mode: 'transport' | 'tunnel'): Promise<void> {
@@ -91,10 +149,10 @@ async function dataPlane(mode: 'transport' | 'tunnel'): Promise<void> {
   try {
     for (const n of NODES) writeConfig(n, mode);
     for (const n of NODES) startDaemon(n, mode);
-    const upMs = await waitSettled(60_000);
+    const upMs = await waitSettled(90_000);
     const [src, dst] = mode === 'tunnel' ? [A.inner, B.inner] : [A.addr, B.addr];
     const replies = await ping(src, dst, 5);
-    const check = await crossCheck(mode);
+    const check = await pairCrossCheck(A, B, mode, GCM);
     const kernel = check.kernel as { ca: KSa[]; cb: KSa[] };
     const counted = [...kernel.ca, ...kernel.cb].every((s) => s.packets >= 5 && s.bytes > 0);
     const policies = { ca: await xfrmPolicyCount('ca'), cb: await xfrmPolicyCount('cb') };
@@ -111,92 +169,138 @@ async function dataPlane(mode: 'transport' | 'tunnel'): Promise<void> {
   }
 }
 
-/** A sequence-numbered UDP stream from 10.1.0.1 (ca) to 10.2.0.1 (cb), one datagram every 20 ms. */
-const newStream = () => new SeqStream('ca->cb', 'ca', A.inner, 'cb', B.inner, 7002, 20);
+/** Sequence-numbered UDP streams between 10.1.0.1 (ca) and 10.2.0.1 (cb), one datagram every 20 ms. */
+const streamAb = () => new SeqStream('ca->cb', 'ca', A.inner, 'cb', B.inner, 7002, 20);
+const streamBa = () => new SeqStream('cb->ca', 'cb', B.inner, 'ca', A.inner, 7003, 20);
+
+/** What ca's daemon and kernel report, every 200 ms, whenever it changes (relative to `t0`). */
+function sampleTimeline(t0: number): { stop: () => Promise<string[]> } {
+  const timeline: string[] = [];
+  let sampling = true;
+  const done = (async () => {
+    let last = '';
+    while (sampling) {
+      const p = peerOf(await status(A), 'cb');
+      const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
+      const [pols, sas] = await Promise.all([
+        sh(`ip -n ca xfrm policy | grep -E '^src|dir' | paste -d ' ' - - | sed 's/  */ /g'`),
+        xfrmStates('ca'),
+      ]);
+      const pol = pols
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.replace(/ priority \d+| ptype main/g, ''))
+        .join('; ');
+      const others = p?.otherIkeSas?.length ? ` +${p.otherIkeSas.length} other IKE SA` : '';
+      const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'}${others} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
+      if (now !== last) timeline.push(`+${Date.now() - t0}ms ${now}`);
+      last = now;
+      await sleep(200);
+    }
+  })();
+  return {
+    stop: async () => {
+      sampling = false;
+      await done;
+      return timeline;
+    },
+  };
+}
+
+/**
+ * The stream's outage after `from`: the silences (> 300 ms between arrivals)
+ * that end after `from`, and when the last of them ended.
+ */
+function outageAfter(s: SeqStream, from: number) {
+  const gaps = s.gaps(300).filter((g) => g.to > from);
+  const last = gaps.at(-1);
+  return { gaps: gaps.map((g) => ({ fromMs: g.from - from, toMs: g.to - from, ms: g.ms })), flowingAt: last?.to };
+}
+
+/**
+ * From `t` (a daemon's "started" line) until the stream flows: 0 if a datagram
+ * arrived in the 300 ms before `t`, else until the first arrival after `t`.
+ */
+function flowingAfter(s: SeqStream, t: number): number | null {
+  const recent = [...s.arrivals.values()].some((a) => a <= t && a > t - 300);
+  if (recent) return 0;
+  const f = s.firstArrivalAfter(t);
+  return f === undefined ? null : f - t;
+}
+
+/** Time of the first log line of node `n` at or after `t` that matches `re`. */
+const lineAfter = (n: Node, t: number, re: RegExp) => n.lines?.find((l) => l.t >= t && re.test(l.line))?.t;
 
 async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
-  const name = kind === 'sigkill' ? 'SIGKILL + restart after 3 s' : 'hard reboot (kill + flush) + restart after 3 s';
+  const name =
+    kind === 'sigkill'
+      ? 'SIGKILL + restart after 3 s'
+      : 'hard reboot (kill + flush + state dir gone) + restart after 3 s';
   if (only && !name.includes(only) && only !== kind) return;
   const t0 = Date.now();
   let stream: SeqStream | undefined;
   try {
-    // Continue with the tunnel scenario's daemons (every daemon start costs 5-20 s under TCG).
-    if (!NODES.every(running)) {
-      await stopAll();
-      for (const n of NODES) writeConfig(n, 'tunnel');
-      for (const n of NODES) startDaemon(n, kind);
-    }
-    await waitSettled(60_000);
+    await ensureTunnel(kind);
     const before = await crossCheck('tunnel');
     const oldSpis = [...(before.kernel as { ca: KSa[]; cb: KSa[] }).ca.map((s) => s.spi)];
-    stream = newStream();
+    stream = streamAb();
     stream.start();
     await sleep(1500);
     const killAt = Date.now();
-    // What ca's daemon reports, every 250 ms, whenever it changes.
-    const timeline: string[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      let last = '';
-      while (sampling) {
-        const p = peerOf(await status(A), 'cb');
-        const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
-        const [pols, sas] = await Promise.all([
-          sh(`ip -n ca xfrm policy | grep -E '^src|dir' | paste -d ' ' - - | sed 's/  */ /g'`),
-          xfrmStates('ca'),
-        ]);
-        const pol = pols
-          .trim()
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => l.replace(/ priority \d+| ptype main/g, ''))
-          .join('; ');
-        const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
-        if (now !== last) timeline.push(`+${Date.now() - killAt}ms ${now}`);
-        last = now;
-        await sleep(200);
-      }
-    })();
+    const timeline = sampleTimeline(killAt);
     await killDaemon(B, 'SIGKILL');
-    if (kind === 'hardreboot') await sh('ip -n cb xfrm state flush; ip -n cb xfrm policy flush');
+    if (kind === 'hardreboot') {
+      await sh('ip -n cb xfrm state flush; ip -n cb xfrm policy flush');
+      rmSync(join(B.dir, 'state'), { recursive: true, force: true });
+    }
     const kernelAfterKill = { ca: (await xfrmStates('ca')).length, cb: (await xfrmStates('cb')).length };
     await sleep(Math.max(0, killAt + 3000 - Date.now()));
     const restartAt = Date.now();
     startDaemon(B, kind);
-    const upMs = await waitSettled(60_000);
-    // Let stale SAs be reaped and the stream run on the new SAs for a while.
-    let check = await crossCheck('tunnel');
-    for (let i = 0; i < 20 && check.ok !== true; i++) {
-      await sleep(500);
-      check = await crossCheck('tunnel');
-    }
+    const readyAt = await waitStarted(B, 90_000);
+    await waitSettled(90_000);
+    const settledAt = Date.now();
+    // Stale SAs reaped (duplicate grace 2 s), then the stream runs on the new SAs for a while.
+    const { check: settledCheck, at: oneSaPerSideAt } = await waitCrossCheck(15_000);
     await sleep(1500);
-    sampling = false;
-    await sampler;
+    const tl = await timeline.stop();
     const res = await stream.stop();
+    const out = outageAfter(stream, killAt);
+    const restartToFlowingMs = flowingAfter(stream, readyAt);
     stream = undefined;
     // The stream runs ca -> cb only: a ping covers the other direction of the new SAs.
     const replies = await ping(A.inner, B.inner, 3);
-    check = await crossCheck('tunnel');
+    const check = await crossCheck('tunnel');
     const kernel = check.kernel as { ca: KSa[]; cb: KSa[] };
     const newSpis = kernel.ca.map((s) => s.spi);
     const replaced = newSpis.every((s) => !oldSpis.includes(s));
     const newCounted = [...kernel.ca, ...kernel.cb].every((s) => s.packets > 0);
     const policies = { ca: await xfrmPolicyCount('ca'), cb: await xfrmPolicyCount('cb') };
+    const deadAt = lineAfter(A, killAt, /peer dead/);
     report(name, check.ok === true && replaced && newCounted && res.received > 0 && replies === 3, {
       ...check,
+      settledProblems: settledCheck.problems,
       replies,
       stream: res,
       outageMs: res.longestGapMs,
       lostPackets: res.lost,
-      upAfterRestartMs: upMs,
+      gaps: out.gaps,
       killToRestartMs: restartAt - killAt,
+      spawnToStartedMs: readyAt - restartAt,
+      /** From the restarted daemon's "started" line until datagrams arrive again. */
+      restartToFlowingMs,
+      /** From the "started" line to the end of the last silence > 300 ms (later churn or guest stalls). */
+      restartToStableMs: out.flowingAt === undefined ? null : out.flowingAt - readyAt,
+      startedToSettledMs: settledAt - readyAt,
+      startedToOneSaPerSideMs: oneSaPerSideAt === undefined ? null : oneSaPerSideAt - readyAt,
+      caDeclaredDeadAfterKillMs: deadAt === undefined ? null : deadAt - killAt,
       kernelSaCountsAfterKill: kernelAfterKill,
       oldSpis,
       replaced,
       newSasCounted: newCounted,
       policies,
-      timeline,
+      timeline: tl,
       ms: Date.now() - t0,
     });
   } catch (err) {
@@ -209,11 +313,245 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
   }
 }
 
+// ---- captures and the partition -------------------------------------------------
+
+const NFT = join(CAPTOOL, 'nft');
+const nft = (ns: string, script: string) =>
+  `ip netns exec ${ns} env LD_LIBRARY_PATH=${CAPTOOL}/lib ${NFT} -f - <<'END'\n${script}\nEND\n`;
+
+/** nf_tables is not in the initramfs: the full module tree of the same kernel is on the 9p share. */
+async function loadNftables(): Promise<void> {
+  await sh(`
+set -e
+KV=$(uname -r)
+if ! grep -q '^nf_tables ' /proc/modules; then
+  grep -q " /lib/modules/$KV " /proc/mounts || mount --bind /repo/.cache/vm/kernel/lib/modules/$KV /lib/modules/$KV
+  modprobe nf_tables
+fi`);
+}
+
+/** Drops everything that arrives on eth0 in both namespaces (netdev ingress: captures still see what each host sends). */
+async function cut(): Promise<void> {
+  const rule = (ns: string) =>
+    nft(
+      ns,
+      'table netdev partition {\n  chain in { type filter hook ingress device "eth0" priority 0; policy drop; }\n}',
+    );
+  await sh(`set -e\n${rule('ca')}${rule('cb')}`);
+}
+
+async function heal(): Promise<void> {
+  await sh(`set -e\n${nft('ca', 'delete table netdev partition')}${nft('cb', 'delete table netdev partition')}`);
+}
+
+type Wire = ReturnType<typeof classify>;
+
+/** `-i any` captures on both endpoints; a leak is protected traffic (10.1/10.2 <-> 10.2/10.1) a host sends in clear. */
+class Taps {
+  private constructor(private readonly caps: [string, Capture][]) {}
+
+  static async start(tag: string): Promise<Taps | undefined> {
+    if (!Capture.available()) return undefined;
+    const caps: [string, Capture][] = ['ca', 'cb'].map((ns) => [ns, new Capture(ns, `${tag}-${ns}`, '', 'any')]);
+    await Promise.all(caps.map(([, c]) => c.start()));
+    return new Taps(caps);
+  }
+
+  /** Per tap (the whole scenario: before, during and after the fault). */
+  async stop(): Promise<Record<string, Wire>> {
+    const tunnel = (p: CapturedPacket) => /^10\.[12]\.0\./.test(p.src) && /^10\.[12]\.0\./.test(p.dst);
+    const out: Record<string, Wire> = {};
+    for (const [ns, c] of this.caps) out[ns] = classify(await c.stop(), tunnel);
+    return out;
+  }
+}
+
+const sumClear = (w: Record<string, Wire> | string) =>
+  typeof w === 'string' ? 0 : Object.values(w).reduce((n, t) => n + t.clear, 0);
+
+/** Whether namespace `ns` has an out policy for the tunnel's selector. */
+async function hasOutPolicy(ns: string): Promise<boolean> {
+  const out = await sh(`ip -n ${ns} xfrm policy list dir out`);
+  return /src 10\.[12]\.0\.0\/24 dst 10\.[12]\.0\.0\/24/.test(out);
+}
+
+const BOUND_DEAD_MS = DPD_DELAY + DPD_TIMEOUT + 2000;
+
+async function partitionScenario(): Promise<void> {
+  const name = 'partition 8 s (> DPD 2 s + 3 s), then healed';
+  if (only && !name.includes(only) && only !== 'partition') return;
+  const t0 = Date.now();
+  let streams: SeqStream[] = [];
+  let taps: Taps | undefined;
+  try {
+    if (!existsSync(NFT)) throw new Error('no nft in the tools tarball: the host has no nft');
+    await loadNftables();
+    await ensureTunnel('partition');
+    const before = await crossCheck('tunnel');
+    taps = await Taps.start('partition');
+    streams = [streamAb(), streamBa()];
+    for (const s of streams) s.start();
+    await sleep(1500);
+    await cut();
+    const cutAt = Date.now();
+    const timeline = sampleTimeline(cutAt);
+    // Both daemons declare the peer dead; their out policies stay (traps) for the rest of the partition.
+    const policyChecks: { atMs: number; ca: boolean; cb: boolean }[] = [];
+    while (Date.now() < cutAt + 8000) {
+      await sleep(1000);
+      policyChecks.push({ atMs: Date.now() - cutAt, ca: await hasOutPolicy('ca'), cb: await hasOutPolicy('cb') });
+    }
+    await sleep(Math.max(0, cutAt + 8000 - Date.now()));
+    const healStart = Date.now();
+    await heal();
+    const healAt = Date.now();
+    // Flowing again: the first datagram of each stream that arrives after the heal.
+    let flowing: (number | undefined)[] = [];
+    while (Date.now() - healAt < 30_000) {
+      flowing = streams.map((s) => s.firstArrivalAfter(healAt));
+      if (flowing.every((f) => f !== undefined)) break;
+      await sleep(50);
+    }
+    await waitSettled(60_000);
+    const { check: settledCheck, at: oneSaPerSideAt } = await waitCrossCheck(15_000);
+    await sleep(1500);
+    const tl = await timeline.stop();
+    const results: StreamResult[] = [];
+    for (const s of streams) results.push(await s.stop());
+    const lostDuringPartition = streams.map((s) => s.lostBetween(cutAt, healStart));
+    const wire: Record<string, Wire> | string = taps ? await taps.stop() : 'no capture tool';
+    taps = undefined;
+    const replies = await ping(A.inner, B.inner, 3);
+    const check = await crossCheck('tunnel');
+    const dead = {
+      ca: lineAfter(A, cutAt, /peer dead/),
+      cb: lineAfter(B, cutAt, /peer dead/),
+    };
+    const deadMs = {
+      ca: dead.ca === undefined ? null : dead.ca - cutAt,
+      cb: dead.cb === undefined ? null : dead.cb - cutAt,
+    };
+    const healToFlowingMs = flowing.map((f) => (f === undefined ? null : f - healAt));
+    const problems: string[] = [];
+    for (const [ns, ms] of Object.entries(deadMs))
+      if (ms === null || ms > BOUND_DEAD_MS) problems.push(`${ns} declared the peer dead within ${BOUND_DEAD_MS} ms`);
+    if (!policyChecks.every((p) => p.ca && p.cb)) problems.push('out policies kept (traps) through the partition');
+    if (healToFlowingMs.some((f) => f === null)) problems.push('both streams flow again after the heal');
+    if (sumClear(wire) !== 0) problems.push('no clear text sent by either host');
+    report(name, check.ok === true && problems.length === 0 && replies === 3, {
+      ...check,
+      problems: [...check.problems, ...problems],
+      settledProblems: settledCheck.problems,
+      declaredDeadMs: deadMs,
+      boundDeadMs: BOUND_DEAD_MS,
+      healToFlowingMs,
+      healCommandMs: healAt - healStart,
+      healToOneSaPerSideMs: oneSaPerSideAt === undefined ? null : oneSaPerSideAt - healAt,
+      ikeBefore: (before as Record<string, unknown>).ike,
+      policyChecks,
+      lostDuringPartition,
+      streams: results,
+      wire,
+      replies,
+      timeline: tl,
+      ms: Date.now() - t0,
+    });
+  } catch (err) {
+    await heal().catch(() => {});
+    report(name, false, {
+      error: String((err as Error).stack ?? err),
+      streams: await Promise.all(streams.map((s) => s.stop().catch(() => undefined))),
+      wire: await taps?.stop().catch((e) => String(e)),
+      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
+      ms: Date.now() - t0,
+    });
+  }
+}
+
+async function bothRestartScenario(): Promise<void> {
+  const name = 'both daemons SIGKILLed and restarted at the same moment';
+  if (only && !name.includes(only) && only !== 'bothrestart') return;
+  const t0 = Date.now();
+  let streams: SeqStream[] = [];
+  let taps: Taps | undefined;
+  try {
+    await ensureTunnel('both');
+    const before = await crossCheck('tunnel');
+    const oldKernel = before.kernel as { ca: KSa[]; cb: KSa[] };
+    taps = await Taps.start('both');
+    streams = [streamAb(), streamBa()];
+    for (const s of streams) s.start();
+    await sleep(1500);
+    const killAt = Date.now();
+    const timeline = sampleTimeline(killAt);
+    await Promise.all(NODES.map((n) => killDaemon(n, 'SIGKILL')));
+    await sleep(Math.max(0, killAt + 3000 - Date.now()));
+    const restartAt = Date.now();
+    for (const n of NODES) startDaemon(n, 'both');
+    const ready = await Promise.all(NODES.map((n) => waitStarted(n, 90_000)));
+    const bothUpAt = Math.max(...ready);
+    await waitSettled(90_000);
+    const settledAt = Date.now();
+    // Duplicates resolved and orphans reaped (grace 2 s): exactly one pair in each kernel.
+    const { check: settledCheck, at: oneSaPerSideAt } = await waitCrossCheck(20_000);
+    // Past the grace period: nothing may come back or be left over.
+    await sleep(4000);
+    const tl = await timeline.stop();
+    const results: StreamResult[] = [];
+    for (const s of streams) results.push(await s.stop());
+    const outages = streams.map((s) => outageAfter(s, killAt));
+    const wire: Record<string, Wire> | string = taps ? await taps.stop() : 'no capture tool';
+    taps = undefined;
+    const replies = await ping(A.inner, B.inner, 3);
+    const check = await crossCheck('tunnel');
+    const kernel = check.kernel as { ca: KSa[]; cb: KSa[] };
+    const oldSpis = [...oldKernel.ca, ...oldKernel.cb].map((s) => s.spi);
+    const problems: string[] = [];
+    // Flowing after both are up: each stream has arrivals after the settled pair is in place.
+    const flowingAfterSettle = streams.map((s) => s.firstArrivalAfter(settledAt + 500) !== undefined);
+    if (!flowingAfterSettle.every(Boolean)) problems.push('both streams flow after both daemons are up');
+    if (sumClear(wire) !== 0) problems.push('no clear text sent by either host');
+    report(name, check.ok === true && problems.length === 0 && replies === 3, {
+      ...check,
+      problems: [...check.problems, ...problems],
+      settledProblems: settledCheck.problems,
+      spawnToStartedMs: ready.map((r) => r - restartAt),
+      startedSkewMs: Math.abs((ready[0] as number) - (ready[1] as number)),
+      /** From the later "started" line until each stream's datagrams arrive (0: flowing then). */
+      bothUpToFlowingMs: streams.map((s) => flowingAfter(s, bothUpAt)),
+      /** From the later "started" line to the end of each stream's last silence > 300 ms (null: none after the kill). */
+      bothUpToStableMs: outages.map((o) => (o.flowingAt === undefined ? null : o.flowingAt - bothUpAt)),
+      gaps: outages.map((o) => o.gaps),
+      bothUpToSettledMs: settledAt - bothUpAt,
+      bothUpToOneSaPerSideMs: oneSaPerSideAt === undefined ? null : oneSaPerSideAt - bothUpAt,
+      kept: [...kernel.ca, ...kernel.cb].filter((s) => oldSpis.includes(s.spi)).map((s) => s.spi),
+      flowingAfterSettle,
+      streams: results,
+      wire,
+      replies,
+      timeline: tl,
+      ms: Date.now() - t0,
+    });
+  } catch (err) {
+    report(name, false, {
+      error: String((err as Error).stack ?? err),
+      streams: await Promise.all(streams.map((s) => s.stop().catch(() => undefined))),
+      wire: await taps?.stop().catch((e) => String(e)),
+      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
+      ms: Date.now() - t0,
+    });
+  }
+}
+
 async function main(): Promise<void> {
   try {
     rmSync(LOGS, { recursive: true, force: true });
     const pkgTar = arg('--pkg-tar');
-    const stageMs = await stagePackage(pkgTar?.startsWith('--') ? undefined : pkgTar);
+    const toolsTar = arg('--tools-tar');
+    const stageMs = await stagePackage(
+      pkgTar?.startsWith('--') ? undefined : pkgTar,
+      toolsTar?.startsWith('--') ? undefined : toolsTar,
+    );
     await pairTopology();
     process.stdout.write(`staged coatid to ${PKG} in ${stageMs} ms\n`);
   } catch (err) {
@@ -225,6 +563,8 @@ async function main(): Promise<void> {
   await dataPlane('tunnel');
   await restartScenario('sigkill');
   await restartScenario('hardreboot');
+  await partitionScenario();
+  await bothRestartScenario();
   await stopAll();
   await sh('ip netns del ca; ip netns del cb').catch(() => '');
   process.exit(failureCount() ? 1 : 0);

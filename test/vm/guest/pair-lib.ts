@@ -111,6 +111,10 @@ export interface Node {
   proc?: ChildProcess;
   exited?: Promise<void>;
   starts: number;
+  /** When the current process logged `coatid ... started` (its control socket is up by then). */
+  startedAt?: number;
+  /** The current process's log lines (ms timestamps), for events the test times (e.g. `peer dead`). */
+  lines?: { t: number; line: string }[];
 }
 
 const slash24 = (a: string) => `${a.split('.').slice(0, 3).join('.')}.0/24`;
@@ -186,6 +190,8 @@ export interface DaemonSettings {
   dpdAction: 'restart' | 'clear' | 'trap';
   restartBackoffMax?: string;
   retransmitBase?: string;
+  retransmitTries?: number;
+  retransmitMax?: string;
   ikeLifetime?: string;
   childLifetime?: string;
   rekeyMargin?: string;
@@ -237,7 +243,7 @@ dpd_delay = "${s.dpdDelay}"
 dpd_timeout = "${s.dpdTimeout}"
 dpd_action = "${s.dpdAction}"
 mode = "${s.mode}"
-${opt('restart_backoff_max', s.restartBackoffMax)}${opt('retransmit_base', s.retransmitBase)}${opt('ike_lifetime', s.ikeLifetime)}${opt('child_lifetime', s.childLifetime)}${opt('rekey_margin', s.rekeyMargin)}${opt('rekey_jitter', s.rekeyJitter)}${opt('nat_keepalive', s.natKeepalive)}${s.pfs === undefined ? '' : `pfs = ${s.pfs}\n`}`,
+${opt('restart_backoff_max', s.restartBackoffMax)}${opt('retransmit_base', s.retransmitBase)}${s.retransmitTries === undefined ? '' : `retransmit_tries = ${s.retransmitTries}\n`}${opt('retransmit_max', s.retransmitMax)}${opt('ike_lifetime', s.ikeLifetime)}${opt('child_lifetime', s.childLifetime)}${opt('rekey_margin', s.rekeyMargin)}${opt('rekey_jitter', s.rekeyJitter)}${opt('nat_keepalive', s.natKeepalive)}${s.pfs === undefined ? '' : `pfs = ${s.pfs}\n`}`,
   );
   const ts = s.mode === 'tunnel' ? `local_ts = ${q(n.subnet)}\nremote_ts = ${q(n.peerSubnet)}\n` : '';
   writeFileSync(
@@ -254,14 +260,34 @@ export function startDaemon(n: Node, tag: string, logs: string): void {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const t0 = Date.now();
+  const lines: { t: number; line: string }[] = [];
+  n.lines = lines;
+  n.startedAt = undefined;
   const stamp = (b: Buffer) => {
-    const t = `[+${String(Date.now() - t0).padStart(6)}ms] `;
-    log.write(b.toString('utf8').replace(/^(?=.)/gm, t));
+    const now = Date.now();
+    const text = b.toString('utf8');
+    log.write(text.replace(/^(?=.)/gm, `[+${String(now - t0).padStart(6)}ms] `));
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      if (lines.length < 20_000) lines.push({ t: now, line });
+      if (n.proc === p && n.startedAt === undefined && /coatid \S+ started/.test(line)) n.startedAt = now;
+    }
   };
   p.stdout?.on('data', stamp);
   p.stderr?.on('data', stamp);
   n.proc = p;
   n.exited = new Promise((r) => p.once('exit', () => r()));
+}
+
+/** Waits for the current process's `coatid ... started` line; returns its time. */
+export async function waitStarted(n: Node, ms: number): Promise<number> {
+  const t0 = Date.now();
+  while (n.startedAt === undefined) {
+    if (Date.now() - t0 > ms) throw new Error(`${n.name}: no "coatid ... started" log line within ${ms} ms`);
+    if (!running(n)) throw new Error(`${n.name}: coatid exited before it started`);
+    await sleep(50);
+  }
+  return n.startedAt;
 }
 
 export const running = (n: Node) => !!n.proc && n.proc.exitCode === null && n.proc.signalCode === null;
@@ -475,6 +501,24 @@ export class Stream {
 
   get sent(): number {
     return this.seq;
+  }
+
+  /** The first arrival at or after `t` (ms timestamp), if any. */
+  firstArrivalAfter(t: number): number | undefined {
+    let first: number | undefined;
+    for (const at of this.arrivals.values()) if (at >= t && (first === undefined || at < first)) first = at;
+    return first;
+  }
+
+  /** Silences between consecutive arrivals longer than `minMs`, in arrival order ({ from, to } ms timestamps). */
+  gaps(minMs: number): { from: number; to: number; ms: number }[] {
+    const ts = [...this.arrivals.values()].sort((x, y) => x - y);
+    const out: { from: number; to: number; ms: number }[] = [];
+    for (let i = 1; i < ts.length; i++) {
+      const ms = (ts[i] as number) - (ts[i - 1] as number);
+      if (ms > minMs) out.push({ from: ts[i - 1] as number, to: ts[i] as number, ms });
+    }
+    return out;
   }
 
   /** Datagrams sent in [from, to) (ms timestamps) that never arrived. */
