@@ -23,12 +23,33 @@ export function signedOctets(p: {
   return Buffer.concat([p.realMessage, p.peerNonce, prf(p.prf, p.skP, p.idPayloadBody)]);
 }
 
+/**
+ * prf(Shared Secret, "Key Pad for IKEv2") per secret and PRF. It is constant
+ * for a peer: each side used it twice per IKE_AUTH (its own AUTH and the
+ * check of the peer's). Keyed by the secret Buffer, which configuration makes
+ * once per peer and never changes (a reload makes new Buffers); the pad lives
+ * no longer than the secret it is derived from.
+ */
+const padCache = new WeakMap<Buffer, Map<string, Buffer>>();
+
+function keyPad(alg: PrfSpec, secret: Buffer): Buffer {
+  const hash = resolvePrf(alg).hash;
+  let byPrf = padCache.get(secret);
+  if (!byPrf) {
+    byPrf = new Map();
+    padCache.set(secret, byPrf);
+  }
+  let pad = byPrf.get(hash);
+  if (!pad) {
+    pad = prf(alg, secret, KEY_PAD);
+    byPrf.set(hash, pad);
+  }
+  return pad;
+}
+
 /** AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (auth method 2). */
 export function pskAuth(alg: PrfSpec, secret: Buffer, octets: Buffer): Buffer {
-  const inner = prf(alg, secret, KEY_PAD);
-  const out = prf(alg, inner, octets);
-  inner.fill(0);
-  return out;
+  return prf(alg, keyPad(alg, secret), octets);
 }
 
 /** Constant-time check of a received PSK AUTH value. */

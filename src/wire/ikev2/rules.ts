@@ -156,14 +156,20 @@ function isNotifyOnlyResponse(payloads: readonly Payload[], statuses: readonly n
 
 const OK: RulesResult = { ok: true };
 
-/** The rule's counts as [type, min, max] rows, built once per rule (not per message). */
-const countRows = new WeakMap<DirectionRule, readonly (readonly [number, number, number])[]>();
-function rowsOf(rule: DirectionRule): readonly (readonly [number, number, number])[] {
+/**
+ * The rule's counts as flat [type, min, max, type, min, max, ...] rows, built
+ * once per rule (not per message). Flat: destructuring row tuples in the loop
+ * below allocated an iterator result per element of every row of every message.
+ */
+const countRows = new WeakMap<DirectionRule, Int32Array>();
+function rowsOf(rule: DirectionRule): Int32Array {
   let rows = countRows.get(rule);
   if (!rows) {
-    rows = Object.entries(rule.counts)
-      .filter((e): e is [string, Count] => e[1] !== undefined)
-      .map(([t, c]) => [Number(t), c[0], c[1]] as const);
+    const entries = Object.entries(rule.counts).filter((e): e is [string, Count] => e[1] !== undefined);
+    rows = new Int32Array(entries.length * 3);
+    entries.forEach(([t, c], i) => {
+      rows?.set([Number(t), c[0], Math.min(c[1], 0x7fffffff)], i * 3);
+    });
     countRows.set(rule, rows);
   }
   return rows;
@@ -175,7 +181,8 @@ const seenCount = new Uint32Array(256);
 function checkDirection(rule: DirectionRule, payloads: readonly Payload[], where: () => string): RulesResult {
   const counted: number[] = [];
   try {
-    for (const p of payloads) {
+    for (let i = 0; i < payloads.length; i++) {
+      const p = payloads[i] as Payload;
       if (isUnknown(p)) continue; // non-critical unknown payloads are ignored (RFC 7296 §2.5)
       const count = rule.counts[p.type];
       if (!count) return fail(`${name(PAYLOAD, p.type)} not allowed in ${where()}`);
@@ -184,7 +191,11 @@ function checkDirection(rule: DirectionRule, payloads: readonly Payload[], where
       seenCount[t] = (seenCount[t] as number) + 1;
     }
     const seen = (t: number) => (seenCount[t & 0xff] as number) > 0;
-    for (const [type, min, max] of rowsOf(rule)) {
+    const rows = rowsOf(rule);
+    for (let i = 0; i < rows.length; i += 3) {
+      const type = rows[i] as number;
+      const min = rows[i + 1] as number;
+      const max = rows[i + 2] as number;
       const n = seenCount[type & 0xff] as number;
       if (n < min) return fail(`${where()} lacks ${name(PAYLOAD, type)}`);
       if (n > max) return fail(`${where()} has ${n} ${name(PAYLOAD, type)} payloads, at most ${max} allowed`);
