@@ -2,7 +2,9 @@
  * Informational exchanges under an ISAKMP SA (RFC 2409 5.7): DELETE for the
  * ISAKMP SA and for IPsec SAs, notifies, and RFC 3706 DPD R-U-THERE /
  * R-U-THERE-ACK, each protected by HASH(1). Unprotected notifies are only
- * believed while Main Mode 1 awaits its answer (NO-PROPOSAL-CHOSEN).
+ * believed while Main Mode 1 awaits its answer (NO-PROPOSAL-CHOSEN); an
+ * unprotected INVALID-COOKIE for an established SA is a hint that the peer
+ * lost its state, which the host confirms with DPD before acting on it.
  */
 import { hashesEqual, informationalHash } from '../crypto/ikev1/index.js';
 import type { ChildSa } from '../ikev2/child-sa.js';
@@ -13,7 +15,9 @@ import {
   type DeleteV1Payload,
   decodeDpdNotify,
   encodeDpdNotify,
+  encodeIsakmpMessage,
   encodeV1PayloadChain,
+  type IsakmpHeader,
   type IsakmpMessage,
   name,
   V1Doi,
@@ -75,6 +79,21 @@ export function sendIsakmpDelete(sa: IsakmpSa): void {
   ]);
 }
 
+/** Sends one R-U-THERE with the next sequence number (its ACK settles the round in flight). */
+function sendRuThere(sa: IsakmpSa): void {
+  sa.dpd.seqOut = (sa.dpd.seqOut + 1) >>> 0;
+  sa.dpd.outstanding.add(sa.dpd.seqOut);
+  sa.env.emit({ type: 'liveness.sent', version: 1, peer: sa.peerName, seq: sa.dpd.seqOut });
+  sendInformational(sa, [
+    encodeDpdNotify({
+      kind: 'r-u-there',
+      initiatorCookie: sa.cookieI,
+      responderCookie: sa.cookieR,
+      sequence: sa.dpd.seqOut,
+    }),
+  ]);
+}
+
 /**
  * One DPD round: R-U-THERE, repeated within the timeout, then the peer is dead.
  * Resolves with the verdict; a call while a round is in flight waits for that round.
@@ -88,17 +107,7 @@ export function probe(sa: IsakmpSa): Promise<'alive' | 'dead'> {
   sa.dpd.tries = 0;
   sa.dpd.outstanding.clear();
   const round = () => {
-    sa.dpd.seqOut = (sa.dpd.seqOut + 1) >>> 0;
-    sa.dpd.outstanding.add(sa.dpd.seqOut);
-    sa.env.emit({ type: 'liveness.sent', version: 1, peer: sa.peerName, seq: sa.dpd.seqOut });
-    sendInformational(sa, [
-      encodeDpdNotify({
-        kind: 'r-u-there',
-        initiatorCookie: sa.cookieI,
-        responderCookie: sa.cookieR,
-        sequence: sa.dpd.seqOut,
-      }),
-    ]);
+    sendRuThere(sa);
     sa.dpd.timer = sa.env.clock.setTimer(schedule.baseMs, () => {
       sa.dpd.timer = undefined;
       if (!sa.isUp) return sa.settleDpd('dead');
@@ -116,6 +125,26 @@ export function probe(sa: IsakmpSa): Promise<'alive' | 'dead'> {
   return verdict;
 }
 
+/**
+ * The peer said (unauthenticated) that it does not know this SA: one R-U-THERE
+ * that must be answered within `ms`, or the peer is dead. A DPD round in flight
+ * is cut short the same way (an ACK to any of its R-U-THEREs still counts).
+ */
+export function confirmLostState(sa: IsakmpSa, ms: number, reason: string): Promise<'alive' | 'dead'> {
+  if (!sa.peer || !sa.isUp) return Promise.resolve('dead');
+  const verdict = new Promise<'alive' | 'dead'>((resolve) => sa.dpd.waiters.push(resolve));
+  sa.dpd.timer?.cancel();
+  sendRuThere(sa);
+  sa.dpd.timer = sa.env.clock.setTimer(ms, () => {
+    sa.dpd.timer = undefined;
+    if (!sa.isUp) return sa.settleDpd('dead');
+    sa.recordError('PEER_LOST_STATE', `${reason}, and no R-U-THERE-ACK within ${ms} ms`);
+    sa.settleDpd('dead');
+    sa.host.onFailure(sa, `${reason}, confirmed by DPD`, 'liveness');
+  });
+  return verdict;
+}
+
 /** Every Informational message addressed to this SA. */
 export async function onInformational(sa: IsakmpSa, raw: Buffer, msg: IsakmpMessage, from: Endpoint): Promise<void> {
   const h = msg.header;
@@ -124,6 +153,11 @@ export async function onInformational(sa: IsakmpSa, raw: Buffer, msg: IsakmpMess
     const n = msg.payloads.find((p) => p.type === V1PayloadType.N);
     if (sa.isInitiator && sa.hs.step === 1 && n?.type === V1PayloadType.N && n.notifyType < 16384) {
       return failPhase1(sa, name(V1NotifyType, n.notifyType), `peer answered ${name(V1NotifyType, n.notifyType)}`);
+    }
+    // The peer does not know this established SA (it lost its state): a hint only, which
+    // anyone could forge; the host confirms it with an authenticated DPD round.
+    if (sa.isUp && n?.type === V1PayloadType.N && isLostStateNotify(sa, n)) {
+      return sa.host.onLostStateHint?.(sa, name(V1NotifyType, n.notifyType));
     }
     return sa.drop('unprotected Informational ignored', from);
   }
@@ -158,6 +192,46 @@ export async function onInformational(sa: IsakmpSa, raw: Buffer, msg: IsakmpMess
       await onDelete(sa, p);
     }
   }
+}
+
+/**
+ * INVALID-COOKIE, or INVALID-SPI for the ISAKMP protocol, naming this SA's cookies
+ * (or no SPI at all: the header's cookies are ours already).
+ */
+function isLostStateNotify(sa: IsakmpSa, n: Extract<V1Payload, { type: 11 }>): boolean {
+  const t = n.notifyType;
+  if (t !== V1NotifyType.INVALID_COOKIE && !(t === V1NotifyType.INVALID_SPI && n.protocolId === V1ProtocolId.ISAKMP))
+    return false;
+  return n.spi.length === 0 || n.spi.equals(Buffer.concat([sa.cookieI, sa.cookieR]));
+}
+
+/**
+ * Our answer to an encrypted message for an ISAKMP SA we do not know (we lost our state,
+ * or it expired): an unprotected Informational with INVALID-COOKIE (RFC 2408 5.2 allows
+ * one) naming the cookie pair, so a peer that still holds the SA can confirm and move on.
+ */
+export function invalidCookieNotify(h: IsakmpHeader, messageId: number): Buffer {
+  return encodeIsakmpMessage(
+    {
+      initiatorCookie: h.initiatorCookie,
+      responderCookie: h.responderCookie,
+      majorVersion: 1,
+      minorVersion: 0,
+      exchangeType: INFO,
+      flags: { encryption: false, commit: false, authOnly: false },
+      messageId,
+    },
+    [
+      {
+        type: V1PayloadType.N,
+        doi: V1Doi.IPSEC,
+        protocolId: V1ProtocolId.ISAKMP,
+        spi: Buffer.concat([h.initiatorCookie, h.responderCookie]),
+        notifyType: V1NotifyType.INVALID_COOKIE,
+        data: Buffer.alloc(0),
+      },
+    ],
+  );
 }
 
 function onDpd(sa: IsakmpSa, p: Extract<V1Payload, { type: 11 }>): void {

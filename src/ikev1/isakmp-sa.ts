@@ -45,6 +45,8 @@ export interface IsakmpSaHost {
   onIsakmpDeleted(sa: IsakmpSa): Promise<void>;
   /** Time to replace this ISAKMP SA (soft lifetime). */
   onIsakmpRekeyDue(sa: IsakmpSa): void;
+  /** Unauthenticated INVALID-COOKIE (`notify`) for this established SA: the peer may have lost its state. */
+  onLostStateHint?(sa: IsakmpSa, notify: string): void;
   /** Whether INITIAL-CONTACT should accompany the first ISAKMP SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
   /** A Quick Mode completed; `rekeyOf` is the pair our own Quick Mode replaces (rekey initiator only). */
@@ -122,6 +124,10 @@ export class IsakmpSa {
   peerDpd = false;
   nat = { local: false, remote: false };
   initialContactSent = false;
+  /** When a lost-state hint (INVALID-COOKIE) was last acted on (one confirmation at a time). */
+  lostStateHintAt = 0;
+  /** The peer said it lost this SA and the DPD confirmation is in flight (or failed). */
+  lostState = false;
   readonly createdAt: number;
   establishedAt = 0;
   lastInboundAt = 0;

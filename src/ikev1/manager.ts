@@ -11,13 +11,21 @@ import { MalformedMessageError } from '../wire/errors.js';
 import {
   decodeIsakmpHeader,
   decodeIsakmpMessage,
+  type IsakmpHeader,
   type IsakmpMessage,
   MAIN_MODE,
   V1ExchangeType,
 } from '../wire/ikev1/index.js';
 import { onAggressive, respondAggressive1, startAggressive } from './aggressive.js';
 import { Ikev1Duplicates } from './duplicates.js';
-import { deleteChildren, onInformational, probe, sendIsakmpDelete } from './informational.js';
+import {
+  confirmLostState,
+  deleteChildren,
+  invalidCookieNotify,
+  onInformational,
+  probe,
+  sendIsakmpDelete,
+} from './informational.js';
 import { IsakmpSa, type IsakmpSaHost } from './isakmp-sa.js';
 import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { authMethodFor } from './proposals.js';
@@ -34,6 +42,10 @@ export interface V1ManagerLimits {
    * kernel waiting for its replacement (the peer's new Quick Mode) before it goes anyway.
    */
   initialContactGraceMs: number;
+  /** INVALID-COOKIE answers to encrypted messages for unknown ISAKMP SAs, per second (all sources). */
+  invalidCookiePerSecond: number;
+  /** How long the R-U-THERE-ACK may take after the peer said INVALID-COOKIE for an SA we hold. */
+  lostStateConfirmMs: number;
 }
 
 export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
@@ -42,6 +54,8 @@ export const DEFAULT_V1_LIMITS: V1ManagerLimits = {
   reqidBase: 0xc0a78001,
   duplicateGraceMs: 2000,
   initialContactGraceMs: 20_000,
+  invalidCookiePerSecond: 20,
+  lostStateConfirmMs: 1000,
 };
 
 /**
@@ -91,6 +105,8 @@ export class Ikev1Manager implements IsakmpSaHost {
   private readonly contacted = new Set<string>();
   /** Pairs of ISAKMP SAs dropped because the peer lost its state, per peer name, until replaced. */
   private readonly purged = new Map<string, PurgedPair[]>();
+  /** INVALID-COOKIE answers sent in the current one-second window. */
+  private invalidCookieWindow = { at: -Infinity, count: 0 };
   private nextReqid: number;
   private uidSeq = 0;
   private readonly limits: V1ManagerLimits;
@@ -302,6 +318,10 @@ export class Ikev1Manager implements IsakmpSaHost {
       if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
       // A timed-out attempt already waited this long for an answer since it last sent.
       const silentMs = sa.lastSentAt ? this.env.clock.now() - sa.lastSentAt : 0;
+      // The peer is alive but lost its state (it said INVALID-COOKIE): its kernel may still
+      // hold the other half of our pairs, so they carry traffic until the replacement is in.
+      if (phase === 'liveness' && sa.lostState && name && rt?.policy.dpdAction === 'restart')
+        this.keepPurgedPairs(name, sa, 'peer lost its state');
       await sa.destroy(reason);
       if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
       if (rt) await this.afterLoss(rt, phase, silentMs);
@@ -638,7 +658,17 @@ export class Ikev1Manager implements IsakmpSaHost {
           ? this.drop('new ISAKMP SA refused: the daemon is stopping', from)
           : this.onFirst(raw, msg, from, to);
     }
-    if (!sa) return this.drop(`unknown cookies ${ci}/${hex(h.responderCookie)}`, from);
+    if (!sa) {
+      // An encrypted Informational (DPD, DELETE) or Quick Mode under an ISAKMP SA we do not
+      // have: tell the sender (it may hold an SA we lost). Never answer a clear message: it
+      // may itself be such an answer.
+      if (
+        msg.encrypted &&
+        (h.exchangeType === V1ExchangeType.INFORMATIONAL || h.exchangeType === V1ExchangeType.QUICK_MODE)
+      )
+        this.answerInvalidCookie(h, from, to);
+      return this.drop(`unknown cookies ${ci}/${hex(h.responderCookie)}`, from);
+    }
     const target = sa;
     target.queue
       .run(() => this.handle(target, raw, msg, from, to))
@@ -726,6 +756,48 @@ export class Ikev1Manager implements IsakmpSaHost {
       });
     };
     return sa;
+  }
+
+  private answerInvalidCookie(h: IsakmpHeader, from: Endpoint, to: Endpoint): void {
+    if (h.responderCookie.equals(ZERO)) return;
+    const now = this.env.clock.now();
+    if (now - this.invalidCookieWindow.at >= 1000) this.invalidCookieWindow = { at: now, count: 0 };
+    if (++this.invalidCookieWindow.count > this.limits.invalidCookiePerSecond) return;
+    let mid: number;
+    do mid = this.env.random(4).readUInt32BE(0);
+    while (mid === 0);
+    this.env.send({ data: invalidCookieNotify(h, mid), local: to, remote: from });
+    this.env.emit({
+      type: 'notify.sent',
+      version: 1,
+      notify: 'INVALID-COOKIE',
+      to: `${from.addr}:${from.port}`,
+      cookies: `${hex(h.initiatorCookie)}/${hex(h.responderCookie)}`,
+    });
+  }
+
+  /**
+   * Unauthenticated INVALID-COOKIE for an SA we hold: the peer may have lost its state
+   * (restarted without its IKE state), or the notify is forged. One R-U-THERE must be
+   * answered within `lostStateConfirmMs`, or the SA is dead and the dead-peer action runs
+   * at once instead of after the whole DPD timeout. Without DPD support announced by the
+   * peer nothing can confirm it, so the hint is only reported.
+   */
+  onLostStateHint(sa: IsakmpSa, notify: string): void {
+    const now = this.env.clock.now();
+    if (!sa.isUp || sa.replacedBy) return;
+    if (now - sa.lostStateHintAt < this.limits.lostStateConfirmMs) return sa.drop(`${notify}: confirmation in flight`);
+    if (!sa.peerDpd) return sa.drop(`${notify} from peer: cannot confirm (peer did not announce DPD), ignored`);
+    sa.lostStateHintAt = now;
+    this.env.emit({ type: 'liveness.suspect', version: 1, peer: sa.peerName, reason: `${notify} from peer` });
+    // Not awaited under the SA's queue: the R-U-THERE-ACK is processed there.
+    void sa.queue.run(() => {
+      if (!sa.isUp) return;
+      sa.lostState = true;
+      void confirmLostState(sa, this.limits.lostStateConfirmMs, `peer answered ${notify}`).then((verdict) => {
+        if (verdict === 'alive') sa.lostState = false;
+      });
+    });
   }
 
   private drop(reason: string, from: Endpoint): void {
