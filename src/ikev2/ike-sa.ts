@@ -138,6 +138,12 @@ export class IkeSa {
   pendingSpiR: Buffer | undefined;
   /** Proposals a responder selects from (known before the peer's identity). */
   responderProposals: IkeProposalSpec[] = [];
+  /**
+   * The manager's verdict on the IKE_SA_INIT request that created this
+   * responder SA, for the payloads it was computed over (respondIkeInit
+   * need not select the proposal a second time). Cleared once used.
+   */
+  initVerdict: { payloads: readonly Payload[]; suite: IkeSuite; num: number } | undefined;
   /** RFC 7427 hash algorithms the peer announced in IKE_SA_INIT (empty: none, classic signature methods). */
   peerSignatureHashes: number[] = [];
   /** The peer's CERTREQ data for X.509 (concatenated SHA-1 SPKI hashes), if it sent any. */
@@ -196,8 +202,14 @@ export class IkeSa {
     return this.peer?.name ?? `${this.remote.addr}:${this.remote.port}`;
   }
   get label(): string {
-    return `${this.spiI.toString('hex')}_i ${this.spiR.toString('hex')}_r`;
+    // Every state change and message-ID event carries it: made again only when an SPI Buffer is replaced.
+    const c = this.labelCache;
+    if (c && c.spiI === this.spiI && c.spiR === this.spiR) return c.text;
+    const text = [this.spiI.toString('hex'), '_i ', this.spiR.toString('hex'), '_r'].join('');
+    this.labelCache = { spiI: this.spiI, spiR: this.spiR, text };
+    return text;
   }
+  private labelCache: { spiI: Buffer; spiR: Buffer; text: string } | undefined;
 
   /** Superseded by an IKE SA rekey: its deletion is not a loss of the relationship. */
   get rekeyedAway(): boolean {

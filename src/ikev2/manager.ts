@@ -764,6 +764,7 @@ export class Ikev2Manager implements IkeSaHost {
     }
     const sa = new IkeSa(this, this.newUid(), 'responder', h.spiI, this.newSpi(), { ...to }, { ...from });
     sa.responderProposals = proposals;
+    sa.initVerdict = { payloads: msg.payloads, suite: verdict.suite, num: verdict.num };
     this.wire(sa);
     this.halfOpen.set(hoKey, sa);
     sa.halfOpenKey = hoKey;

@@ -68,6 +68,8 @@ export interface EventBusOptions {
   diagnostics?: boolean;
 }
 
+const NONE: readonly ((ev: CoatiEvent) => void)[] = [];
+
 export class EventBus {
   readonly #byType = new Map<EventType, Set<(ev: CoatiEvent) => void>>();
   readonly #all = new Set<(ev: CoatiEvent) => void>();
@@ -97,7 +99,10 @@ export class EventBus {
   }
 
   emit(ev: CoatiEvent): void {
-    for (const fn of [...(this.#byType.get(ev.type) ?? []), ...this.#all]) {
+    const typed = this.#byType.get(ev.type);
+    // No listener array when nobody listens; otherwise a copy, so listeners may unsubscribe while called.
+    const fns = typed?.size || this.#all.size ? [...(typed ?? []), ...this.#all] : NONE;
+    for (const fn of fns) {
       try {
         fn(ev);
       } catch (err) {

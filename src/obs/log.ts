@@ -97,9 +97,11 @@ export class Logger {
   }
 
   log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
-    const all: Record<string, unknown> = { ...this.#bindings, ...fields };
-    const subsystem = typeof all.subsystem === 'string' ? all.subsystem : 'coati';
+    // The level first: a line that is off costs no merged field object.
+    const sub = Object.hasOwn(fields, 'subsystem') ? fields.subsystem : this.#bindings.subsystem;
+    const subsystem = typeof sub === 'string' ? sub : 'coati';
     if (!this.enabled(level, subsystem)) return;
+    const all: Record<string, unknown> = { ...this.#bindings, ...fields };
     const s = this.#shared;
     const clean: Record<string, Printable> = {};
     for (const [k, v] of Object.entries(all)) if (v !== undefined) clean[k] = sanitize(v, k, s.allowHex);

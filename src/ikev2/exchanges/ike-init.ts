@@ -271,7 +271,12 @@ export function evaluateInitRequest(payloads: readonly Payload[], ours: readonly
 
 /** Responder side of IKE_SA_INIT, after `evaluateInitRequest` accepted it and the SA exists. */
 export function respondIkeInit(sa: IkeSa, msg: InboundMessage<Payload>): OutboundMessage<Payload> {
-  const verdict = evaluateInitRequest(msg.payloads, sa.responderProposals);
+  const known = sa.initVerdict;
+  sa.initVerdict = undefined;
+  const verdict =
+    known && known.payloads === msg.payloads
+      ? { kind: 'accept' as const, suite: known.suite, num: known.num }
+      : evaluateInitRequest(msg.payloads, sa.responderProposals);
   if (verdict.kind === 'reject') return { exchange: EXCHANGE.IKE_SA_INIT, payloads: verdict.payloads };
   const ke = msg.payloads.find(isKe);
   const nonce = msg.payloads.find(isNonce);
