@@ -53,8 +53,7 @@ import {
   udpRcvbufErrors,
   waitMsg,
 } from './handshake.js';
-import { tsHost } from './handshake-common.js';
-import type { MemSample, PeerDone } from './handshake-peer.js';
+import { type MemSample, type PeerDone, tsHost } from './handshake-common.js';
 import { v1CryptoCeiling } from './handshake-v1-crypto.js';
 import { ViciClient } from './vici.js';
 import { ViciChildCounter } from './vici-events.js';

@@ -24,9 +24,8 @@ import { fileURLToPath } from 'node:url';
 import { Charon, type CharonOptions } from '../test/harness/charon.js';
 import { Lab, type Netns, run } from '../test/harness/netns.js';
 import type { ConnSpec } from '../test/harness/swanctl-conf.js';
-import { tsHost } from './handshake-common.js';
+import { type MemSample, type PeerDone, type PeerSetup, tsHost } from './handshake-common.js';
 import { cryptoCeiling } from './handshake-crypto.js';
-import type { MemSample, PeerDone, PeerSetup } from './handshake-peer.js';
 import { ViciClient } from './vici.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
