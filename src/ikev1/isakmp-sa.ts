@@ -39,6 +39,10 @@ export interface IsakmpSaHost {
   onDestroyed(sa: IsakmpSa): void;
   /** The SA's peer policy was set or replaced (the host indexes SAs by peer name). */
   onPeerSet?(sa: IsakmpSa, before: PeerPolicy | undefined): void;
+  /** The SA's authenticated remote identity was set or replaced (the host indexes SAs by it). */
+  onRemoteIdSet?(sa: IsakmpSa, before: Identity | undefined): void;
+  /** Responder, PSK: the distinct pre-shared keys a Main Mode 5 from `remote` may use, each with its peers by identity. */
+  pskGroupsFor?(remote: Endpoint): readonly PskGroup[];
   /** The responder cookie became known (initiator, MM2/AM2). */
   onCookies(sa: IsakmpSa): void;
   /** The peer deleted this ISAKMP SA; its phase 2 SAs may move to a sibling. */
@@ -58,6 +62,18 @@ export interface IsakmpSaHost {
 }
 
 export type V1Role = 'initiator' | 'responder';
+
+/** PSK peers that share one key, indexed by remote identity (`identityKey`), in candidate order. */
+export interface PskGroup {
+  /** A peer with this key (its key derives SKEYID). */
+  first: PeerPolicy;
+  byId: Map<string, PeerPolicy[]>;
+}
+
+/** The index key of an identity: equal for exactly the identities `sameIdentity` equates. */
+export function identityKey(id: Identity): string {
+  return `${id.kind}\u0000${id.text}`;
+}
 
 /** One exchange's last datagrams, for retransmission and duplicate replay. */
 interface Flight {
@@ -96,7 +112,16 @@ export class IsakmpSa {
     this.peerPolicy = p;
     if (before !== p) this.host.onPeerSet?.(this, before);
   }
-  remoteId: Identity | undefined;
+  private peerId: Identity | undefined;
+  /** The peer's authenticated identity (the host indexes SAs by it). */
+  get remoteId(): Identity | undefined {
+    return this.peerId;
+  }
+  set remoteId(id: Identity | undefined) {
+    const before = this.peerId;
+    this.peerId = id;
+    if (before !== id) this.host.onRemoteIdSet?.(this, before);
+  }
   suite: Phase1Suite | undefined;
   keys: Phase1Keys | undefined;
   crypto: Phase1Crypto | undefined;

@@ -8,9 +8,11 @@
  */
 import { createKeyExchange } from '../crypto/dh.js';
 import type { Endpoint } from '../ikev2/env.js';
+import type { Identity } from '../sa/identity.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import {
   checkV1Rules,
+  type IdV1Payload,
   type IsakmpHeader,
   type IsakmpMessage,
   type KeV1Payload,
@@ -22,7 +24,8 @@ import {
   type V1Payload,
   V1PayloadType,
 } from '../wire/ikev1/index.js';
-import type { IsakmpSa, Opened } from './isakmp-sa.js';
+import { identityOf } from './ids.js';
+import { type IsakmpSa, identityKey, type Opened, type PskGroup } from './isakmp-sa.js';
 import {
   authOf,
   authPayloads,
@@ -209,6 +212,63 @@ function mm4(sa: IsakmpSa, raw: Buffer, payloads: V1Payload[], from: Endpoint, t
 function mm5(sa: IsakmpSa, raw: Buffer, h: IsakmpHeader, body: Buffer, from: Endpoint, to: Endpoint): void {
   const method = sa.suite?.authMethod ?? 0;
   const signature = SIGNATURE_METHODS.includes(method);
+  const groups = !signature && sa.host.pskGroupsFor ? sa.host.pskGroupsFor(from) : undefined;
+  const outcome = groups ? mm5Psk(sa, h, body, groups) : mm5Scan(sa, h, body, from, method, signature);
+  if (outcome.ok) return mm5Accepted(sa, raw, outcome.peer, outcome.id, outcome.opened, from, to);
+  const lastReason = outcome.reason;
+  sa.recordError('AUTHENTICATION_FAILED', lastReason);
+  sa.env.emit({
+    type: 'handshake.failed',
+    version: 1,
+    peer: sa.peerName,
+    role: 'responder',
+    reason: 'AUTHENTICATION_FAILED',
+    detail: lastReason,
+  });
+  void sa.queue.run(() => sa.destroy(lastReason));
+}
+
+type Mm5Outcome = { ok: true; peer: PeerPolicy; id: Identity; opened: Opened } | { ok: false; reason: string };
+
+/**
+ * PSK: one key derivation per distinct key; the presented identity is decoded once and
+ * looked up among the peers sharing the key that decrypted it (no scan over candidates).
+ */
+function mm5Psk(sa: IsakmpSa, h: IsakmpHeader, body: Buffer, groups: readonly PskGroup[]): Mm5Outcome {
+  let reason = 'MM5: no pre-shared-key peer for this source';
+  for (const g of groups) {
+    deriveKeys(sa, authOf(g.first));
+    const opened = sa.open(h, body);
+    if ('error' in opened) {
+      reason = `MM5: ${opened.error}`;
+      continue;
+    }
+    const rules = checkV1Rules(MAIN_MODE, 5, opened.payloads, { encrypted: true });
+    const idp = rules.ok ? opened.payloads.find((p): p is IdV1Payload => p.type === V1PayloadType.ID) : undefined;
+    const id = idp ? identityOf(idp) : undefined;
+    const owners = id ? g.byId.get(identityKey(id)) : undefined;
+    for (const owner of owners ?? []) {
+      const v = verifyPeerAuth(sa, owner, opened.payloads, true);
+      if (v.ok) return { ok: true, peer: owner, id: v.id, opened };
+      reason = `MM5: ${v.reason}`;
+    }
+    if (!rules.ok) reason = `MM5: ${rules.reason}`;
+    else if (!id) reason = 'MM5: missing or unsupported ID';
+    else if (!owners) reason = `MM5: no peer with ID ${id.text} uses this pre-shared key`;
+    if (opened.fresh) sa.reject(0);
+  }
+  return { ok: false, reason };
+}
+
+/** Signatures (or a host without the PSK index): every candidate for the source and method. */
+function mm5Scan(
+  sa: IsakmpSa,
+  h: IsakmpHeader,
+  body: Buffer,
+  from: Endpoint,
+  method: number,
+  signature: boolean,
+): Mm5Outcome {
   const candidates = sa.host
     .candidatesFor(from)
     .filter((p) => authMethodFor(p.auth) === method || (signature && p.auth.kind === 'pubkey'));
@@ -245,27 +305,18 @@ function mm5(sa: IsakmpSa, raw: Buffer, h: IsakmpHeader, body: Buffer, from: End
         lastReason = `MM5: ${v.reason}`;
         continue;
       }
-      return mm5Accepted(sa, raw, owner, v.id, opened, from, to);
+      return { ok: true, peer: owner, id: v.id, opened };
     }
     if (opened.fresh) sa.reject(0);
   }
-  sa.recordError('AUTHENTICATION_FAILED', lastReason);
-  sa.env.emit({
-    type: 'handshake.failed',
-    version: 1,
-    peer: sa.peerName,
-    role: 'responder',
-    reason: 'AUTHENTICATION_FAILED',
-    detail: lastReason,
-  });
-  void sa.queue.run(() => sa.destroy(lastReason));
+  return { ok: false, reason: lastReason };
 }
 
 function mm5Accepted(
   sa: IsakmpSa,
   raw: Buffer,
   peer: PeerPolicy,
-  id: import('../sa/identity.js').Identity,
+  id: Identity,
   opened: Opened,
   from: Endpoint,
   to: Endpoint,

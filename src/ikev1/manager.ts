@@ -26,7 +26,7 @@ import {
   probe,
   sendIsakmpDelete,
 } from './informational.js';
-import { IsakmpSa, type IsakmpSaHost } from './isakmp-sa.js';
+import { IsakmpSa, type IsakmpSaHost, identityKey, type PskGroup } from './isakmp-sa.js';
 import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { authMethodFor } from './proposals.js';
 import { dropPendingQuickModes, onQuickMode, startQuickMode } from './quick-mode.js';
@@ -96,11 +96,22 @@ export class Ikev1Manager implements IsakmpSaHost {
    */
   private readonly responderIndex = new Map<
     string,
-    { candidates: PeerPolicy[]; specs: IkeProposalSpec[]; methods: number[]; lifetimeMs: number }
+    {
+      candidates: PeerPolicy[];
+      specs: IkeProposalSpec[];
+      methods: number[];
+      lifetimeMs: number;
+      /** PSK candidates grouped by key and indexed by identity (Main Mode 5), built on first use. */
+      pskGroups?: PskGroup[];
+      /** The first candidate per identity (Aggressive Mode), built on first use. */
+      byId?: Map<string, PeerPolicy>;
+    }
   >();
   private configuredAddrs: Set<string> | undefined;
   /** SAs per peer name, so that `sasOf` does not scan every SA (several calls per handshake). */
   private readonly byPeer = new Map<string, Set<IsakmpSa>>();
+  /** SAs per authenticated remote identity (`identityKey`): INITIAL-CONTACT looks only there. */
+  private readonly byRemoteId = new Map<string, Set<IsakmpSa>>();
   private readonly peers = new Map<string, PeerRuntime>();
   private readonly contacted = new Set<string>();
   /** Pairs of ISAKMP SAs dropped because the peer lost its state, per peer name, until replaced. */
@@ -198,9 +209,56 @@ export class Ikev1Manager implements IsakmpSaHost {
     return [...this.responderView(remote.addr).candidates];
   }
 
+  pskGroupsFor(remote: Endpoint): readonly PskGroup[] {
+    const view = this.responderView(remote.addr);
+    if (view.pskGroups) return view.pskGroups;
+    const byKey = new Map<string, PskGroup>();
+    for (const p of view.candidates) {
+      if (p.auth.kind !== 'psk') continue;
+      const k = p.auth.secret.toString('hex');
+      let g = byKey.get(k);
+      if (!g) {
+        g = { first: p, byId: new Map() };
+        byKey.set(k, g);
+      }
+      const idk = identityKey(p.remoteId);
+      const list = g.byId.get(idk);
+      if (list) list.push(p);
+      else g.byId.set(idk, [p]);
+    }
+    view.pskGroups = [...byKey.values()];
+    return view.pskGroups;
+  }
+
+  onRemoteIdSet(sa: IsakmpSa, before: Identity | undefined): void {
+    if (before) this.unindexRemoteId(sa, before);
+    if (!sa.remoteId || sa.state === 'destroyed') return;
+    const k = identityKey(sa.remoteId);
+    let set = this.byRemoteId.get(k);
+    if (!set) {
+      set = new Set();
+      this.byRemoteId.set(k, set);
+    }
+    set.add(sa);
+  }
+
+  private unindexRemoteId(sa: IsakmpSa, id: Identity): void {
+    const k = identityKey(id);
+    const set = this.byRemoteId.get(k);
+    if (!set?.delete(sa)) return;
+    if (set.size === 0) this.byRemoteId.delete(k);
+  }
+
   peerById(id: Identity, remote: Endpoint): PeerPolicy | undefined {
-    const hits = this.candidatesFor(remote).filter((p) => sameIdentity(p.remoteId, id));
-    return hits[0];
+    const view = this.responderView(remote.addr);
+    if (!view.byId) {
+      view.byId = new Map();
+      for (const p of view.candidates) {
+        const k = identityKey(p.remoteId);
+        if (!view.byId.has(k)) view.byId.set(k, p);
+      }
+    }
+    return view.byId.get(identityKey(id));
   }
 
   onPeerSet(sa: IsakmpSa, before: PeerPolicy | undefined): void {
@@ -363,6 +421,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (this.byInitiatorCookie.get(hex(sa.cookieI)) === sa) this.byInitiatorCookie.delete(hex(sa.cookieI));
     this.dropHalfOpen(sa);
     if (sa.peer) this.unindexPeer(sa, sa.peer.name);
+    if (sa.remoteId) this.unindexRemoteId(sa, sa.remoteId);
   }
 
   private dropHalfOpen(sa: IsakmpSa): void {
@@ -563,7 +622,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   private honourInitialContact(sa: IsakmpSa): void {
     const id = sa.remoteId;
     if (!id) return;
-    for (const other of this.allSas()) {
+    for (const other of [...(this.byRemoteId.get(identityKey(id)) ?? [])]) {
       if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id) || !other.isUp) continue;
       // Made by the peer's current incarnation (established after this SA began). At the same
       // instant it may be the other half of crossing streams: the duplicate rule keeps one of them.

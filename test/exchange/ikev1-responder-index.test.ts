@@ -123,3 +123,66 @@ describe('IKEv1 responder indexes', () => {
     expect(a.manager.sasOf('b')).toEqual([]);
   });
 });
+
+describe('IKEv1 Main Mode 5 and INITIAL-CONTACT by identity', () => {
+  it('MM5 looks up the presented identity among the peers sharing the key: 100 other peers with the same PSK and address are not examined', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    let reads = 0;
+    const counted = <T extends object>(p: T): T =>
+      new Proxy(p, {
+        get(t, k, r) {
+          if (k === 'remoteId') reads++;
+          return Reflect.get(t, k, r);
+        },
+      });
+    // Other relationships with b's address and the same key, told apart by identity; b's own comes last.
+    for (let i = 0; i < 100; i++)
+      a.manager.setPeer(
+        counted(
+          v1Policy(
+            a,
+            { name: `decoy${i}`, addr: b.addr },
+            { remoteId: parseIdentity(`fqdn:decoy${i}.mesh`), start: 'none' },
+          ),
+        ),
+      );
+    a.manager.setPeer(v1Policy(a, b, { start: 'none' }));
+    b.manager.setPeer(v1Policy(b, a));
+    await b.manager.initiate('a');
+    await m.settle();
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    // The index is built (once per configuration); a restarted b negotiates again with INITIAL-CONTACT.
+    await m.advance(1000);
+    reads = 0;
+    const b2 = await m.reboot('b');
+    await b2.manager.initiate('a');
+    await m.settle();
+    expect(a.events.filter((e) => e.type === 'initial_contact.purge')).toHaveLength(1);
+    expect(a.manager.established('b')).toHaveLength(1);
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    expect(reads, "reads of other peers' identities during the second handshake").toBe(0);
+  });
+
+  it('INITIAL-CONTACT purges only the SAs with the same identity (by index)', async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    const c = m.add('c', '10.0.0.3');
+    m.pair({ start: 'none', dpdDelayMs: 0 });
+    await b.manager.initiate('a');
+    await c.manager.initiate('a');
+    await m.settle();
+    const bSa = a.manager.established('b')[0]!;
+    const cSa = a.manager.established('c')[0]!;
+    await m.advance(1000);
+    const b2 = await m.reboot('b');
+    await b2.manager.initiate('a');
+    await m.settle();
+    expect(bSa.state).toBe('destroyed');
+    expect(cSa.state).toBe('established');
+    expect(a.manager.established('b')).toHaveLength(1);
+    expect(a.manager.established('c')).toEqual([cSa]);
+  });
+});
