@@ -14,7 +14,7 @@
  * bench/handshake-peer.ts and bench/handshake-v1-peer.ts only say which engine
  * to build, with which policies, and which events count.
  */
-import { randomBytes } from 'node:crypto';
+import { defaultRandom } from '../src/crypto/random.js';
 import type { Endpoint, EngineEnv, EngineEvent, OutboundDatagram } from '../src/ikev2/env.js';
 import { MemoryKernel } from '../src/kernel/memory/memory-kernel.js';
 import { IkeUdpSocket } from '../src/net/udp-socket.js';
@@ -155,7 +155,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
         kernel = new MemoryKernel({ now: () => Date.now() });
         const mgr = spec.engine({
           clock: systemClock,
-          random: (n) => randomBytes(n),
+          random: defaultRandom, // what coatid's composition root passes
           rand01: Math.random,
           kernel,
           send: sendDatagram,

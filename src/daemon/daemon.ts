@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { diffConfig } from '../config/diff.js';
@@ -8,6 +7,7 @@ import type { Config } from '../config/types.js';
 import type { ControlServer } from '../control/server.js';
 import { startControlServer } from '../control/server.js';
 import type { DaemonControl } from '../control/types.js';
+import { defaultRandom } from '../crypto/random.js';
 import { Ikev1Manager } from '../ikev1/manager.js';
 import type { EngineEnv, EngineEvent } from '../ikev2/env.js';
 import { Ikev2Manager } from '../ikev2/manager.js';
@@ -113,7 +113,7 @@ export class Daemon {
     const engineLog = this.logger.child({ subsystem: 'ike' });
     const env: EngineEnv = {
       clock: systemClock,
-      random: (n) => randomBytes(n),
+      random: defaultRandom,
       rand01: Math.random,
       kernel: this.kernel,
       send: (d) => this.sockets?.send(d),
