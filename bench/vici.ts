@@ -10,6 +10,37 @@ import { connect, type Socket } from 'node:net';
 
 export type ViciMsg = { [key: string]: string | string[] | ViciMsg };
 
+/** Connects to charon's vici socket; `path` is the socket path or a `unix://` URI. */
+export function connectVici(path: string): Promise<Socket> {
+  const p = path.replace(/^unix:\/\//, '');
+  return new Promise((resolve, reject) => {
+    const s = connect(p, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Writes one vici packet: u32 length, then `body` (packet type first). */
+export function writePacket(sock: Socket, body: Buffer): void {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  sock.write(Buffer.concat([head, body]));
+}
+
+/** Calls `onPacket` with each complete vici packet (packet type first) read from `sock`. */
+export function readPackets(sock: Socket, onPacket: (pkt: Buffer) => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  sock.on('data', (d: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    while (buf.length >= 4) {
+      const len = buf.readUInt32BE(0);
+      if (buf.length < 4 + len) return;
+      const pkt = buf.subarray(4, 4 + len);
+      buf = buf.subarray(4 + len);
+      onPacket(pkt);
+    }
+  });
+}
+
 const CMD_REQUEST = 0;
 const CMD_RESPONSE = 1;
 const CMD_UNKNOWN = 2;
@@ -78,42 +109,30 @@ export function decodeMsg(buf: Buffer): ViciMsg {
 }
 
 export class ViciClient {
-  private buf: Buffer = Buffer.alloc(0);
   private readonly waiting: { resolve: (m: ViciMsg) => void; reject: (e: Error) => void; cmd: string }[] = [];
 
   private constructor(private readonly sock: Socket) {
-    sock.on('data', (d: Buffer) => this.onData(d));
+    readPackets(sock, (pkt) => this.onPacket(pkt));
     sock.on('error', (e) => this.failAll(e));
     sock.on('close', () => this.failAll(new Error('vici socket closed')));
   }
 
   /** `path` is the socket path or a `unix://` URI. */
-  static open(path: string): Promise<ViciClient> {
-    const p = path.replace(/^unix:\/\//, '');
-    return new Promise((resolve, reject) => {
-      const s = connect(p, () => resolve(new ViciClient(s)));
-      s.once('error', reject);
-    });
+  static async open(path: string): Promise<ViciClient> {
+    return new ViciClient(await connectVici(path));
   }
 
   private failAll(e: Error): void {
     for (const w of this.waiting.splice(0)) w.reject(e);
   }
 
-  private onData(d: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
-      if (this.buf.length < 4 + len) return;
-      const pkt = this.buf.subarray(4, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
-      const type = pkt.readUInt8(0);
-      const w = this.waiting.shift();
-      if (!w) continue;
-      if (type === CMD_RESPONSE) w.resolve(decodeMsg(pkt.subarray(1)));
-      else if (type === CMD_UNKNOWN) w.reject(new Error(`vici: unknown command ${w.cmd}`));
-      else w.reject(new Error(`vici: unexpected packet type ${type} for ${w.cmd}`));
-    }
+  private onPacket(pkt: Buffer): void {
+    const type = pkt.readUInt8(0);
+    const w = this.waiting.shift();
+    if (!w) return;
+    if (type === CMD_RESPONSE) w.resolve(decodeMsg(pkt.subarray(1)));
+    else if (type === CMD_UNKNOWN) w.reject(new Error(`vici: unknown command ${w.cmd}`));
+    else w.reject(new Error(`vici: unexpected packet type ${type} for ${w.cmd}`));
   }
 
   /** Sends a command; responses arrive in request order, so requests may be pipelined. */
@@ -122,12 +141,9 @@ export class ViciClient {
     const name = Buffer.from(cmd);
     parts.push(Buffer.of(CMD_REQUEST, name.length), name);
     encodeMsg(msg, parts);
-    const body = Buffer.concat(parts);
-    const head = Buffer.alloc(4);
-    head.writeUInt32BE(body.length);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject, cmd });
-      this.sock.write(Buffer.concat([head, body]));
+      writePacket(this.sock, Buffer.concat(parts));
     });
   }
 
