@@ -64,7 +64,7 @@ function decodeTransforms(r: Reader, count: number, where: () => string): Transf
   return transforms;
 }
 
-function decodeSa(r: Reader): { proposals: Proposal[] } {
+function decodeSa(r: Reader): Proposal[] {
   const proposals: Proposal[] = [];
   let marker = PROPOSAL_MORE;
   while (!r.atEnd) {
@@ -92,7 +92,7 @@ function decodeSa(r: Reader): { proposals: Proposal[] } {
   if (proposals.length === 0) r.fail('SA payload without proposals');
   if (marker !== 0) r.fail('last proposal not marked last');
   if (proposals.length > 1 && proposals[0]?.num !== 1) r.fail('first of several proposals is not number 1');
-  return { proposals };
+  return proposals;
 }
 
 function checkSpiSize(r: Reader, protocolId: number, spiSize: number, ike: number[], esp: number[]): void {
@@ -103,7 +103,7 @@ function checkSpiSize(r: Reader, protocolId: number, spiSize: number, ike: numbe
   }
 }
 
-function decodeSelectors(r: Reader): { selectors: TrafficSelector[] } {
+function decodeSelectors(r: Reader): TrafficSelector[] {
   const count = r.u8('number of TSs');
   r.skip(3, 'TS reserved');
   const selectors: TrafficSelector[] = [];
@@ -127,7 +127,7 @@ function decodeSelectors(r: Reader): { selectors: TrafficSelector[] } {
     }
   }
   if (selectors.length !== count) r.fail(`TS payload announces ${count} selector(s), carries ${selectors.length}`);
-  return { selectors };
+  return selectors;
 }
 
 function decodeCpAttributes(r: Reader): CpAttribute[] {
@@ -148,7 +148,7 @@ export function decodePayloadBody(type: KnownPayloadType, r: Reader, critical: b
   const bodyStart = r.offset;
   switch (type) {
     case PAYLOAD.SA:
-      return { type, critical, ...decodeSa(r) };
+      return { type, critical, proposals: decodeSa(r) };
     case PAYLOAD.KE: {
       const group = r.u16('KE group');
       r.skip(2, 'KE reserved');
@@ -199,7 +199,7 @@ export function decodePayloadBody(type: KnownPayloadType, r: Reader, critical: b
       return { type, critical, data: r.rest('vendor id') };
     case PAYLOAD.TSi:
     case PAYLOAD.TSr:
-      return { type, critical, ...decodeSelectors(r) };
+      return { type, critical, selectors: decodeSelectors(r) };
     case PAYLOAD.SK:
       return { type, critical, innerFirstPayload: next, body: r.rest('SK body') };
     case PAYLOAD.SKF: {
