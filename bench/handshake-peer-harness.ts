@@ -18,9 +18,11 @@ import { defaultRandom } from '../src/crypto/random.js';
 import type { Endpoint, EngineEnv, EngineEvent, OutboundDatagram } from '../src/ikev2/env.js';
 import { MemoryKernel } from '../src/kernel/memory/memory-kernel.js';
 import { IkeUdpSocket } from '../src/net/udp-socket.js';
+import { type Identity, parseIdentity } from '../src/sa/identity.js';
 import type { PeerPolicy } from '../src/sa/policy.js';
+import { parseTrafficSelector, type TrafficSelector } from '../src/sa/traffic-selector.js';
 import { systemClock } from '../src/util/clock.js';
-import type { MemSample, PeerDone, PeerSetup } from './handshake-common.js';
+import { initiatorId, type MemSample, type PeerDone, type PeerSetup, responderId, tsHost } from './handshake-common.js';
 
 /** What the harness needs of an IKEv1 or IKEv2 manager. */
 export interface PeerEngine {
@@ -40,11 +42,31 @@ export interface PeerCounters {
   drops: number;
 }
 
+/** The parts of SA i's policy that are the same in both benches. */
+export interface BenchPolicyParts {
+  /** Local and remote endpoint; the remote is named after the peer (`r${i}` on the initiator, `i${i}` on the responder). */
+  local: { name: string; addr: string };
+  remote: { name: string; addr: string };
+  ike: {
+    localId: Identity;
+    remoteId: Identity;
+    auth: { kind: 'psk'; secret: Buffer };
+    dpdAction: 'clear';
+    start: 'none';
+  };
+  child: { name: string; mode: 'tunnel'; localTs: TrafficSelector[]; remoteTs: TrafficSelector[] };
+}
+
 export interface PeerSpec<C extends PeerCounters> {
   counters: C;
   engine(env: EngineEnv): PeerEngine;
-  policies(s: PeerSetup): PeerPolicy[];
-  /** Counts one engine event; returns true when it completed a handshake (`established` was bumped). */
+  /** SA i's policy: `parts` plus the engine's own proposals. */
+  policy(parts: BenchPolicyParts): PeerPolicy;
+  /**
+   * Counts an engine event beyond the ones every peer counts (handshake.failed,
+   * child.failed, retransmit, packet.dropped); returns true when it completed a
+   * handshake (`established` was bumped).
+   */
   count(ev: EngineEvent, counters: C): boolean;
   /** Datagrams not to put on the wire (e.g. IKEv1 NAT keepalives). */
   skip?(d: OutboundDatagram): boolean;
@@ -58,6 +80,48 @@ function mem(): MemSample {
   }
   const m = process.memoryUsage();
   return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+/** Policies of the K SAs: identities, PSK and per-SA tunnel selectors shared with the charon configs. */
+function policies<C extends PeerCounters>(spec: PeerSpec<C>, s: PeerSetup): PeerPolicy[] {
+  const ini = s.role === 'initiator';
+  return Array.from({ length: s.k }, (_, i) =>
+    spec.policy({
+      local: { name: 'x', addr: s.localAddr },
+      remote: { name: ini ? `r${i}` : `i${i}`, addr: s.remoteAddr },
+      ike: {
+        localId: parseIdentity(ini ? initiatorId(i) : responderId),
+        remoteId: parseIdentity(ini ? responderId : initiatorId(i)),
+        auth: { kind: 'psk', secret: Buffer.from(s.psk) },
+        dpdAction: 'clear',
+        start: 'none',
+      },
+      child: {
+        name: 'c',
+        mode: 'tunnel',
+        localTs: [parseTrafficSelector(tsHost(s.localNet, i))],
+        remoteTs: [parseTrafficSelector(tsHost(s.remoteNet, i))],
+      },
+    }),
+  );
+}
+
+/** Counts the events every peer counts alike. */
+function countCommon(ev: EngineEvent, c: PeerCounters): void {
+  switch (ev.type) {
+    case 'handshake.failed':
+      c.failures++;
+      break;
+    case 'child.failed':
+      c.childFailures++;
+      break;
+    case 'retransmit':
+      c.retransmits++;
+      break;
+    case 'packet.dropped':
+      c.drops++;
+      break;
+  }
 }
 
 const send = (msg: unknown) => process.send?.(msg);
@@ -95,6 +159,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
   };
 
   const onEvent = (ev: EngineEvent): void => {
+    countCommon(ev, counters);
     if (spec.count(ev, counters) && setup && counters.established >= setup.k) void finish(false);
   };
 
@@ -169,7 +234,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
           sourceFor: async () => s.localAddr,
         });
         manager = mgr;
-        for (const p of spec.policies(s)) mgr.setPeer(p);
+        for (const p of policies(spec, s)) mgr.setPeer(p);
         openSockets(s, mgr);
         send({ type: 'ready', mem: mem() });
         break;
