@@ -350,7 +350,7 @@ const coatiSide = (d: PeerDone, m0: MemSample, m1: MemSample): SideFigures => ({
   retransmits: d.retransmits,
 });
 
-/** A charon under measurement: its vici connections and CPU/RSS since `sample0`. */
+/** A charon under measurement, with its vici request connection and its completion watch. */
 interface Measured {
   charon: Charon;
   vici: ViciClient;
