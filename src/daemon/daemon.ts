@@ -306,7 +306,10 @@ export class Daemon {
       this.bus.emit(ev as unknown as CoatiEvent);
       return;
     }
-    this.logger.child({ subsystem: 'ike', ...(ev.peer ? { peer: ev.peer } : {}) }).info(ev.type, ev as never);
+    // Message-ID moves happen on every exchange (each liveness check): debug, not info.
+    const level = ev.type === 'ike.msgid' ? 'debug' : 'info';
+    if (!this.logger.enabled(level, 'ike')) return;
+    this.logger.child({ subsystem: 'ike', ...(ev.peer ? { peer: ev.peer } : {}) })[level](ev.type, ev as never);
   }
 
   private writeKeylog(table: string, line: string): void {
