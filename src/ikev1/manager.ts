@@ -1,6 +1,7 @@
 import { CoatiError } from '../errors.js';
 import { type ChildSa, destroyChildSecrets, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
+import { localIdentity } from '../ikev2/exchanges/auth-pubkey.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import { PolicyBook } from '../ikev2/policy-book.js';
 import { type Identity, sameIdentity } from '../sa/identity.js';
@@ -613,7 +614,10 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
 
   /**
-   * The peer lost its state: drop ISAKMP SAs with its identity that predate the new one.
+   * The peer lost its state: drop ISAKMP SAs of the same relationship (the same pair of
+   * identities, ours and the peer's) that predate the new one. SAs that only share the
+   * peer's identity belong to other relationships (one remote host talking to several of
+   * our identities): the peer's first contact with one of them says nothing about the others.
    * Their phase 2 pairs are not deleted yet (make-before-break): the restarted peer's kernel
    * usually still holds the other half and traffic keeps flowing over them, so they stay in
    * the kernel, no longer known to IKE, until a new pair of the same child is installed
@@ -621,9 +625,11 @@ export class Ikev1Manager implements IsakmpSaHost {
    */
   private honourInitialContact(sa: IsakmpSa): void {
     const id = sa.remoteId;
-    if (!id) return;
+    if (!id || !sa.peer) return;
+    const me = localIdentity(sa.peer);
     for (const other of [...(this.byRemoteId.get(identityKey(id)) ?? [])]) {
       if (other === sa || !other.remoteId || !sameIdentity(other.remoteId, id) || !other.isUp) continue;
+      if (!other.peer || (other.peer !== sa.peer && !sameIdentity(localIdentity(other.peer), me))) continue;
       // Made by the peer's current incarnation (established after this SA began). At the same
       // instant it may be the other half of crossing streams: the duplicate rule keeps one of them.
       if (other.establishedAt >= sa.createdAt) continue;
