@@ -17,92 +17,21 @@
  *
  * The guest side is test/vm/guest/restart-e2e.ts. One VM for the file.
  */
-import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildForGuest, REPO_ROOT, type RunResult, VM_CACHE, Vm, vmAssets } from './harness.js';
-import { runtimeDeps } from './pack.js';
+import { type GuestResult, GuestSuite, type StreamSummary, show, streamLine } from './guest-suite.js';
 
-/** coatid from 9p starts in 10-28 s under TCG: the guest unpacks this tarball into tmpfs instead. */
-function packCoati(): void {
-  execFileSync(
-    'tar',
-    [
-      '-cf',
-      '.cache/vm/coati-pkg.tar',
-      '--exclude=*.map',
-      '--exclude=*.d.ts',
-      'package.json',
-      'dist/src',
-      'native/binding.gyp',
-      'native/build/Release/coati_native.node',
-      ...runtimeDeps().map((d) => `node_modules/${d}`),
-    ],
-    { cwd: REPO_ROOT },
-  );
-}
-
-/**
- * The initramfs has no packet capture tool: the host's dumpcap (or tcpdump)
- * and its `ldd` libraries go into a tarball the guest unpacks (same glibc: the
- * initramfs carries the host's ld.so). Returns the tool, or undefined if the
- * host has neither (the capture is then skipped and the SPIs are the evidence).
- */
-function packCaptureTool(): string | undefined {
-  const tar = join(VM_CACHE, 'restart-captool.tar');
-  rmSync(tar, { force: true });
-  for (const tool of ['dumpcap', 'tcpdump']) {
-    let path: string;
-    try {
-      path = execFileSync('bash', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
-    } catch {
-      continue;
-    }
-    if (!path) continue;
-    const stage = join(VM_CACHE, 'restart-captool');
-    rmSync(stage, { recursive: true, force: true });
-    mkdirSync(join(stage, 'lib'), { recursive: true });
-    cpSync(path, join(stage, tool));
-    const libs = execFileSync('ldd', [path], { encoding: 'utf8' })
-      .split('\n')
-      .map((l) => l.match(/=> (\/\S+)/)?.[1])
-      .filter((l): l is string => !!l && existsSync(l));
-    for (const l of libs) cpSync(l, join(stage, 'lib', l.split('/').pop() as string), { dereference: true });
-    execFileSync('tar', ['-cf', tar, '-C', stage, '.']);
-    rmSync(stage, { recursive: true, force: true });
-    return tool;
-  }
-  return undefined;
-}
-
-interface StreamResult {
-  name: string;
-  sent: number;
-  received: number;
-  lost: number;
-  longestGapMs: number;
-  longestSendGapMs: number;
-}
-
-interface Result {
-  name: string;
-  ok: boolean;
-  detail: Record<string, unknown> & {
+type Result = GuestResult<
+  Record<string, unknown> & {
     problems?: string[];
     restarts?: number;
     restartsMs?: number;
-    streams?: StreamResult[];
+    streams?: StreamSummary[];
     ikeCapture?: { packets: number; byExchange: Record<string, number>; ikeSaInit: number } | string;
     cycles?: { i?: number; how?: string; exit?: unknown; downToSettledMs?: number; node?: string }[];
     espSasPerNode?: Record<string, number>;
     probe?: unknown;
-  };
-}
-
-function explain(r: RunResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout.slice(-20_000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
-}
+  }
+>;
 
 const env = process.env;
 const restarts = env.COATI_RESTARTS ? Number(env.COATI_RESTARTS) : undefined;
@@ -111,63 +40,37 @@ const kills = Number(env.COATI_KILLS ?? 3);
 const mesh = env.COATI_MESH === '1';
 const dpdProbe = env.COATI_DPD_PROBE === '1';
 
-let vm: Vm;
-let raw: RunResult;
-let captureTool: string | undefined;
-const results = new Map<string, Result>();
-
-beforeAll(async () => {
-  vmAssets(); // fails with "run bash .ci/vm-setup.sh first" when qemu or the kernel cache is missing
-  const build = buildForGuest([
-    'dist/test/vm/guest/restart-e2e.js',
-    'dist/src/daemon/coatid.js',
-    'dist/src/control/cli/coatictl.js',
-  ]);
-  build.catch(() => {});
-  vm = await Vm.boot();
-  await build;
-  packCoati();
-  captureTool = packCaptureTool();
-  const args = [
-    restarts !== undefined ? `--restarts ${restarts}` : `--budget-s ${budgetS}`,
-    `--kills ${kills}`,
-    mesh ? '--mesh' : '',
-    dpdProbe ? '--dpd-probe' : '',
-    env.COATI_RESTART_LOG ? `--log ${env.COATI_RESTART_LOG}` : '',
-    env.COATI_DPD ? `--dpd ${env.COATI_DPD}` : '',
-  ].join(' ');
-  const guestMs =
-    240_000 +
-    (restarts ?? 0) * 15_000 +
-    budgetS * 1000 +
-    kills * 15_000 +
-    (mesh ? 300_000 : 0) +
-    (dpdProbe ? 180_000 : 0);
-  raw = await vm.run(`node dist/test/vm/guest/restart-e2e.js ${args}`, { timeoutMs: guestMs });
-  for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
-    const r = JSON.parse(m[1] as string) as Result;
-    results.set(r.name, r);
-  }
-}, 1_800_000);
-
-afterAll(async () => {
-  await vm?.close();
-});
-
-function get(name: string): Result {
-  const r = results.get(name);
-  expect(r, `no result for "${name}"; ${explain(raw)}`).toBeDefined();
-  return r as Result;
-}
-
-const show = (r: Result) => JSON.stringify(r.detail, null, 1).slice(0, 30_000);
+const suite = new GuestSuite<Result>();
+beforeAll(
+  () =>
+    suite.run({
+      script: 'restart-e2e',
+      prefix: 'restart',
+      // Without dumpcap/tcpdump on the host the capture is skipped (the SPIs are the evidence).
+      tools: [['dumpcap', 'tcpdump']],
+      args: [
+        restarts !== undefined ? `--restarts ${restarts}` : `--budget-s ${budgetS}`,
+        `--kills ${kills}`,
+        mesh ? '--mesh' : '',
+        dpdProbe ? '--dpd-probe' : '',
+        env.COATI_RESTART_LOG ? `--log ${env.COATI_RESTART_LOG}` : '',
+        env.COATI_DPD ? `--dpd ${env.COATI_DPD}` : '',
+      ].join(' '),
+      timeoutMs:
+        240_000 +
+        (restarts ?? 0) * 15_000 +
+        budgetS * 1000 +
+        kills * 15_000 +
+        (mesh ? 300_000 : 0) +
+        (dpdProbe ? 180_000 : 0),
+    }),
+  1_800_000,
+);
+afterAll(() => suite.close());
+const get = (name: string) => suite.get(name);
 
 function summary(label: string, r: Result): void {
-  const s = (r.detail.streams ?? [])
-    .map(
-      (x) => `${x.name}: ${x.lost} lost of ${x.sent}, longest gap ${x.longestGapMs} ms (send ${x.longestSendGapMs} ms)`,
-    )
-    .join('; ');
+  const s = streamLine(r.detail.streams);
   const cap = r.detail.ikeCapture;
   const ike =
     typeof cap === 'object'
@@ -194,7 +97,7 @@ function assertStreams(r: Result): void {
 
 function assertNoIkeSaInit(r: Result): void {
   const cap = r.detail.ikeCapture;
-  if (captureTool === undefined) {
+  if (suite.tools.length === 0) {
     console.log('no dumpcap/tcpdump on the host: IKE_SA_INIT not counted on the wire (SPIs checked)');
     return;
   }
@@ -205,8 +108,7 @@ function assertNoIkeSaInit(r: Result): void {
 
 describe('coatid restarts and crashes in the VM with real ESP', () => {
   test('the guest script ran to the end', () => {
-    expect(results.has('setup'), explain(raw)).toBe(false);
-    expect(raw.code, explain(raw)).toBe(0);
+    suite.expectRanToTheEnd();
   });
 
   test('planned restarts (SIGTERM with shutdown=keep, coatictl restart -> exit 75): no datagram lost, no IKE_SA_INIT, same IKE and Child SPIs', () => {

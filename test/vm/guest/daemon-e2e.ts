@@ -43,29 +43,35 @@ import { join } from 'node:path';
 import {
   arg,
   CACHE,
-  CAPTOOL,
-  Capture,
-  type CapturedPacket,
-  classify,
   failureCount,
   type KSa,
-  killDaemon,
+  loadModules,
+  NFT,
   type Node,
+  nft,
   PKG,
   crossCheck as pairCrossCheck,
   pairNodes,
+  pairStream,
+  pairStreams,
   pairTopology,
   peerOf,
   ping,
   report,
+  reportFailure,
   running,
-  Stream as SeqStream,
+  type Stream as SeqStream,
   type StreamResult,
+  sampleChanges,
   sh,
   sleep,
   stagePackage,
   startDaemon as start,
   status,
+  stopAndFlush,
+  stopDaemon,
+  Taps,
+  type Wire,
   waitSettled as waitPair,
   waitStarted,
   writeConfig as writePair,
@@ -127,10 +133,7 @@ async function waitCrossCheck(ms: number): Promise<{ check: Awaited<ReturnType<t
   return { check, ...(check.ok ? { at: Date.now() } : {}) };
 }
 
-async function stopAll(): Promise<void> {
-  await Promise.all(NODES.map((n) => killDaemon(n, 'SIGTERM')));
-  await sh('for ns in ca cb; do ip -n $ns xfrm state flush; ip -n $ns xfrm policy flush; done');
-}
+const stopAll = () => stopAndFlush(NODES);
 
 /** Daemons up with the tunnel configuration (reused from the previous scenario: each start costs 5-30 s under TCG). */
 async function ensureTunnel(tag: string): Promise<void> {
@@ -165,47 +168,28 @@ async function dataPlane(mode: 'transport' | 'tunnel'): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report(name, false, { error: String((err as Error).stack ?? err), ms: Date.now() - t0 });
+    await reportFailure(name, t0, err);
   }
 }
 
-/** Sequence-numbered UDP streams between 10.1.0.1 (ca) and 10.2.0.1 (cb), one datagram every 20 ms. */
-const streamAb = () => new SeqStream('ca->cb', 'ca', A.inner, 'cb', B.inner, 7002, 20);
-const streamBa = () => new SeqStream('cb->ca', 'cb', B.inner, 'ca', A.inner, 7003, 20);
-
 /** What ca's daemon and kernel report, every 200 ms, whenever it changes (relative to `t0`). */
 function sampleTimeline(t0: number): { stop: () => Promise<string[]> } {
-  const timeline: string[] = [];
-  let sampling = true;
-  const done = (async () => {
-    let last = '';
-    while (sampling) {
-      const p = peerOf(await status(A), 'cb');
-      const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
-      const [pols, sas] = await Promise.all([
-        sh(`ip -n ca xfrm policy | grep -E '^src|dir' | paste -d ' ' - - | sed 's/  */ /g'`),
-        xfrmStates('ca'),
-      ]);
-      const pol = pols
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => l.replace(/ priority \d+| ptype main/g, ''))
-        .join('; ');
-      const others = p?.otherIkeSas?.length ? ` +${p.otherIkeSas.length} other IKE SA` : '';
-      const now = `${p?.state} ike=${p?.ike?.spiI ?? '-'}${others} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
-      if (now !== last) timeline.push(`+${Date.now() - t0}ms ${now}`);
-      last = now;
-      await sleep(200);
-    }
-  })();
-  return {
-    stop: async () => {
-      sampling = false;
-      await done;
-      return timeline;
-    },
-  };
+  return sampleChanges(t0, async () => {
+    const p = peerOf(await status(A), 'cb');
+    const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
+    const [pols, sas] = await Promise.all([
+      sh(`ip -n ca xfrm policy | grep -E '^src|dir' | paste -d ' ' - - | sed 's/  */ /g'`),
+      xfrmStates('ca'),
+    ]);
+    const pol = pols
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.replace(/ priority \d+| ptype main/g, ''))
+      .join('; ');
+    const others = p?.otherIkeSas?.length ? ` +${p.otherIkeSas.length} other IKE SA` : '';
+    return `${p?.state} ike=${p?.ike?.spiI ?? '-'}${others} ${c ?? ''} | ca kernel: ${pol} policies, SAs ${sas.map((x) => x.spi).join(',')}`;
+  });
 }
 
 /**
@@ -244,12 +228,12 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
     await ensureTunnel(kind);
     const before = await crossCheck('tunnel');
     const oldSpis = [...(before.kernel as { ca: KSa[]; cb: KSa[] }).ca.map((s) => s.spi)];
-    stream = streamAb();
+    stream = pairStream(A, B, 7002);
     stream.start();
     await sleep(1500);
     const killAt = Date.now();
     const timeline = sampleTimeline(killAt);
-    await killDaemon(B, 'SIGKILL');
+    await stopDaemon(B, 'SIGKILL');
     if (kind === 'hardreboot') {
       await sh('ip -n cb xfrm state flush; ip -n cb xfrm policy flush');
       rmSync(join(B.dir, 'state'), { recursive: true, force: true });
@@ -304,31 +288,11 @@ async function restartScenario(kind: 'sigkill' | 'hardreboot'): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report(name, false, {
-      error: String((err as Error).stack ?? err),
-      stream: await stream?.stop(),
-      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
-      ms: Date.now() - t0,
-    });
+    await reportFailure(name, t0, err, { streams: stream && [stream] });
   }
 }
 
 // ---- captures and the partition -------------------------------------------------
-
-const NFT = join(CAPTOOL, 'nft');
-const nft = (ns: string, script: string) =>
-  `ip netns exec ${ns} env LD_LIBRARY_PATH=${CAPTOOL}/lib ${NFT} -f - <<'END'\n${script}\nEND\n`;
-
-/** nf_tables is not in the initramfs: the full module tree of the same kernel is on the 9p share. */
-async function loadNftables(): Promise<void> {
-  await sh(`
-set -e
-KV=$(uname -r)
-if ! grep -q '^nf_tables ' /proc/modules; then
-  grep -q " /lib/modules/$KV " /proc/mounts || mount --bind /repo/.cache/vm/kernel/lib/modules/$KV /lib/modules/$KV
-  modprobe nf_tables
-fi`);
-}
 
 /** Drops everything that arrives on eth0 in both namespaces (netdev ingress: captures still see what each host sends). */
 async function cut(): Promise<void> {
@@ -344,27 +308,10 @@ async function heal(): Promise<void> {
   await sh(`set -e\n${nft('ca', 'delete table netdev partition')}${nft('cb', 'delete table netdev partition')}`);
 }
 
-type Wire = ReturnType<typeof classify>;
-
-/** `-i any` captures on both endpoints; a leak is protected traffic (10.1/10.2 <-> 10.2/10.1) a host sends in clear. */
-class Taps {
-  private constructor(private readonly caps: [string, Capture][]) {}
-
-  static async start(tag: string): Promise<Taps | undefined> {
-    if (!Capture.available()) return undefined;
-    const caps: [string, Capture][] = ['ca', 'cb'].map((ns) => [ns, new Capture(ns, `${tag}-${ns}`, '', 'any')]);
-    await Promise.all(caps.map(([, c]) => c.start()));
-    return new Taps(caps);
-  }
-
-  /** Per tap (the whole scenario: before, during and after the fault). */
-  async stop(): Promise<Record<string, Wire>> {
-    const tunnel = (p: CapturedPacket) => /^10\.[12]\.0\./.test(p.src) && /^10\.[12]\.0\./.test(p.dst);
-    const out: Record<string, Wire> = {};
-    for (const [ns, c] of this.caps) out[ns] = classify(await c.stop(), tunnel);
-    return out;
-  }
-}
+const bothEndpoints: [string, string][] = [
+  ['ca', 'any'],
+  ['cb', 'any'],
+];
 
 const sumClear = (w: Record<string, Wire> | string) =>
   typeof w === 'string' ? 0 : Object.values(w).reduce((n, t) => n + t.clear, 0);
@@ -385,11 +332,11 @@ async function partitionScenario(): Promise<void> {
   let taps: Taps | undefined;
   try {
     if (!existsSync(NFT)) throw new Error('no nft in the tools tarball: the host has no nft');
-    await loadNftables();
+    await loadModules(['nf_tables']);
     await ensureTunnel('partition');
     const before = await crossCheck('tunnel');
-    taps = await Taps.start('partition');
-    streams = [streamAb(), streamBa()];
+    taps = await Taps.start('partition', bothEndpoints);
+    streams = pairStreams(A, B);
     for (const s of streams) s.start();
     await sleep(1500);
     await cut();
@@ -458,13 +405,7 @@ async function partitionScenario(): Promise<void> {
     });
   } catch (err) {
     await heal().catch(() => {});
-    report(name, false, {
-      error: String((err as Error).stack ?? err),
-      streams: await Promise.all(streams.map((s) => s.stop().catch(() => undefined))),
-      wire: await taps?.stop().catch((e) => String(e)),
-      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
-      ms: Date.now() - t0,
-    });
+    await reportFailure(name, t0, err, { streams, taps });
   }
 }
 
@@ -478,13 +419,13 @@ async function bothRestartScenario(): Promise<void> {
     await ensureTunnel('both');
     const before = await crossCheck('tunnel');
     const oldKernel = before.kernel as { ca: KSa[]; cb: KSa[] };
-    taps = await Taps.start('both');
-    streams = [streamAb(), streamBa()];
+    taps = await Taps.start('both', bothEndpoints);
+    streams = pairStreams(A, B);
     for (const s of streams) s.start();
     await sleep(1500);
     const killAt = Date.now();
     const timeline = sampleTimeline(killAt);
-    await Promise.all(NODES.map((n) => killDaemon(n, 'SIGKILL')));
+    await Promise.all(NODES.map((n) => stopDaemon(n, 'SIGKILL')));
     await sleep(Math.max(0, killAt + 3000 - Date.now()));
     const restartAt = Date.now();
     for (const n of NODES) startDaemon(n, 'both');
@@ -533,13 +474,7 @@ async function bothRestartScenario(): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report(name, false, {
-      error: String((err as Error).stack ?? err),
-      streams: await Promise.all(streams.map((s) => s.stop().catch(() => undefined))),
-      wire: await taps?.stop().catch((e) => String(e)),
-      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
-      ms: Date.now() - t0,
-    });
+    await reportFailure(name, t0, err, { streams, taps });
   }
 }
 

@@ -43,29 +43,35 @@ import { join } from 'node:path';
 import {
   arg,
   CACHE,
-  CAPTOOL,
   Capture,
-  type CapturedPacket,
-  classify,
   crossCheck,
   type DaemonSettings,
   failureCount,
   type KSa,
-  killDaemon,
+  loadModules,
   mkNode,
+  NFT,
   type Node,
+  nft,
   pairNodes,
+  pairStreams,
   pairTopology,
   peerOf,
   ping,
   report,
-  Stream,
+  reportFailure,
+  type Stream,
   type StreamResult,
+  sampleChanges,
   sh,
   sleep,
   stagePackage,
   startDaemon,
   status,
+  stopAndFlush,
+  stopDaemon,
+  Taps,
+  type Wire,
   waitSettled,
   writeConfig,
   xfrmStates,
@@ -115,12 +121,7 @@ function replayProblems(k: Record<string, KSa[]>, nodes: Node[]): string[] {
 }
 
 /** Both streams through the tunnel: ca -> cb and cb -> ca (both directions count as liveness). */
-function streams(): Stream[] {
-  return [
-    new Stream('ca->cb', 'ca', A.inner, 'cb', B.inner, 7002, INTERVAL_MS),
-    new Stream('cb->ca', 'cb', B.inner, 'ca', A.inner, 7003, INTERVAL_MS),
-  ];
-}
+const streams = () => pairStreams(A, B, INTERVAL_MS);
 
 async function stopStreams(ss: Stream[] | undefined): Promise<StreamResult[]> {
   return ss ? Promise.all(ss.map((s) => s.stop())) : [];
@@ -138,35 +139,21 @@ async function policies(ns: string): Promise<{ count: number; tunnel: number; le
 const outSa = (k: KSa[], self: Node) => k.find((s) => s.dst !== self.addr);
 const inSa = (k: KSa[], self: Node) => k.find((s) => s.dst === self.addr);
 
-type Wire = ReturnType<typeof classify> & { taps: Record<string, ReturnType<typeof classify>> };
+type V1Wire = Wire & { taps: Record<string, Wire> };
 
 /**
- * Captures on several interfaces at once. The first tap gives the IKE/ESP
- * counts; `clear` sums clear text sent on every tap (`-i any` on the two
- * endpoints: the kernel shows decapsulated packets as received, so only what
- * a host *sends* in clear text is a leak; the NAT's outer interface is a
- * plain wire).
+ * The taps together: the first tap gives the IKE/ESP counts; `clear` sums
+ * clear text sent on every tap (`-i any` on the two endpoints: the kernel
+ * shows decapsulated packets as received, so only what a host *sends* in
+ * clear text is a leak; the NAT's outer interface is a plain wire).
  */
-class Taps {
-  private constructor(private readonly caps: [string, Capture][]) {}
-
-  static async start(tag: string, where: [ns: string, iface: string][]): Promise<Taps | undefined> {
-    if (!Capture.available()) return undefined;
-    const caps: [string, Capture][] = where.map(([ns, iface]) => [ns, new Capture(ns, `${tag}-${ns}`, '', iface)]);
-    await Promise.all(caps.map(([, c]) => c.start()));
-    return new Taps(caps);
-  }
-
-  async stop(): Promise<Wire> {
-    const taps: Record<string, ReturnType<typeof classify>> = {};
-    // The tunnel protects 10.1.0.0/24 <-> 10.2.0.0/24 (ICMP errors between the outer addresses are not a leak).
-    const tunnel = (p: CapturedPacket) => /^10\.[12]\.0\./.test(p.src) && /^10\.[12]\.0\./.test(p.dst);
-    for (const [ns, c] of this.caps) taps[ns] = classify(await c.stop(), tunnel);
-    const first = Object.values(taps)[0] as ReturnType<typeof classify>;
-    const clear = Object.values(taps).reduce((n, t) => n + t.clear, 0);
-    const clearSamples = Object.entries(taps).flatMap(([ns, t]) => t.clearSamples.map((x) => `${ns}: ${x}`));
-    return { ...first, clear, clearSamples, taps };
-  }
+async function stopTaps(t: Taps | undefined): Promise<V1Wire | string> {
+  if (!t) return 'no capture tool';
+  const taps = await t.stop();
+  const first = Object.values(taps)[0] as Wire;
+  const clear = Object.values(taps).reduce((n, w) => n + w.clear, 0);
+  const clearSamples = Object.entries(taps).flatMap(([ns, w]) => w.clearSamples.map((x) => `${ns}: ${x}`));
+  return { ...first, clear, clearSamples, taps };
 }
 
 const endpoints: [string, string][] = [
@@ -177,10 +164,6 @@ const endpoints: [string, string][] = [
 let capture: Taps | undefined;
 let phaseStreams: Stream[] | undefined;
 let pairUpAt = 0;
-
-async function stopTaps(t: Taps | undefined): Promise<Wire | string> {
-  return t ? t.stop() : 'no capture tool';
-}
 
 async function establish(): Promise<void> {
   const t0 = Date.now();
@@ -233,7 +216,7 @@ async function establish(): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report('establish', false, { error: String((err as Error).stack ?? err), ms: Date.now() - t0 });
+    await reportFailure('establish', t0, err);
   }
 }
 
@@ -291,12 +274,7 @@ async function rekey(): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report('rekey', false, {
-      error: String((err as Error).stack ?? err),
-      streams: await stopStreams(phaseStreams),
-      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
-      ms: Date.now() - t0,
-    });
+    await reportFailure('rekey', t0, err, { streams: phaseStreams });
     phaseStreams = undefined;
   }
 }
@@ -306,13 +284,12 @@ async function restart(): Promise<void> {
   let ss: Stream[] | undefined;
   let cap: Taps | undefined;
   try {
-    await capture?.stop().catch(() => undefined);
+    await stopTaps(capture).catch(() => undefined);
     capture = undefined;
     await stopStreams(phaseStreams);
     phaseStreams = undefined;
     // Fresh daemons without the short lifetimes: a Quick Mode rekey during the crash would blur what is measured.
-    await Promise.all([A, B].map((n) => killDaemon(n, 'SIGTERM')));
-    await sh('for ns in ca cb; do ip -n $ns xfrm state flush; ip -n $ns xfrm policy flush; done');
+    await stopAndFlush([A, B]);
     const long = { ...V1, childLifetime: '1h', rekeyMargin: '5m' };
     writeConfig(A, { ...long, start: 'none' });
     writeConfig(B, { ...long, start: 'now' });
@@ -327,21 +304,13 @@ async function restart(): Promise<void> {
     for (const s of ss) s.start();
     await sleep(1500);
     const killAt = Date.now();
-    const timeline: string[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      let last = '';
-      while (sampling) {
-        const p = peerOf(await status(A), 'cb');
-        const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
-        const [sasA, sasB] = await Promise.all([xfrmStates('ca'), xfrmStates('cb')]);
-        const now = `ca: ${p?.state} isakmp=${p?.ike?.spiI ?? '-'} ${c ?? ''} | kernel ca ${sasA.map((x) => x.spi).join(',')} cb ${sasB.map((x) => x.spi).join(',')}`;
-        if (now !== last) timeline.push(`+${Date.now() - killAt}ms ${now}`);
-        last = now;
-        await sleep(200);
-      }
-    })();
-    await killDaemon(B, 'SIGKILL');
+    const sampler = sampleChanges(killAt, async () => {
+      const p = peerOf(await status(A), 'cb');
+      const c = p?.children.map((x) => `${x.spiIn}/${x.spiOut}:${x.state}`).join(',');
+      const [sasA, sasB] = await Promise.all([xfrmStates('ca'), xfrmStates('cb')]);
+      return `ca: ${p?.state} isakmp=${p?.ike?.spiI ?? '-'} ${c ?? ''} | kernel ca ${sasA.map((x) => x.spi).join(',')} cb ${sasB.map((x) => x.spi).join(',')}`;
+    });
+    await stopDaemon(B, 'SIGKILL');
     await sleep(Math.max(0, killAt + 3000 - Date.now()));
     const restartAt = Date.now();
     startDaemon(B, 'restart', LOGS);
@@ -355,8 +324,7 @@ async function restart(): Promise<void> {
     }
     const cleanMs = Date.now() - restartAt;
     await sleep(1500);
-    sampling = false;
-    await sampler;
+    const timeline = await sampler.stop();
     const res = await stopStreams(ss);
     ss = undefined;
     const w = await stopTaps(cap);
@@ -393,34 +361,20 @@ async function restart(): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report('restart', false, {
-      error: String((err as Error).stack ?? err),
-      streams: await stopStreams(ss),
-      wire: await stopTaps(cap).catch((e) => String(e)),
-      kernel: { ca: await xfrmStates('ca'), cb: await xfrmStates('cb') },
-      ms: Date.now() - t0,
-    });
+    await reportFailure('restart', t0, err, { streams: ss, taps: cap });
   }
 }
 
 // ---- NAT-T ---------------------------------------------------------------------
 
-const NFT = join(CAPTOOL, 'nft');
-
 /**
  * ca (172.16.0.2, subnet 10.1.0.1) -- nat (172.16.0.1 | 192.0.2.1, masquerade) -- cb (192.0.2.2, 10.2.0.1).
- * The netfilter modules are not in the initramfs: the full module tree of the
- * same kernel is on the 9p share (.cache/vm/kernel), bound over /lib/modules.
+ * The netfilter modules come from the full module tree on the 9p share (`loadModules`).
  */
 async function natTopology(): Promise<void> {
+  await loadModules(['nft_masq', 'nft_chain_nat']);
   await sh(`
 set -e
-KV=$(uname -r)
-if ! lsmod | grep -q '^nft_masq'; then
-  mount --bind /repo/.cache/vm/kernel/lib/modules/$KV /lib/modules/$KV
-  modprobe nft_masq
-  modprobe nft_chain_nat
-fi
 for ns in ca cb nat; do ip netns del $ns 2>/dev/null || true; done
 ip netns add ca; ip netns add cb; ip netns add nat
 ip link add eth0 netns ca address 02:00:00:00:0d:0a type veth peer name eth0 netns nat address 02:00:00:00:0d:01
@@ -451,11 +405,7 @@ link set eth0 up
 neigh replace 192.0.2.1 lladdr 02:00:00:00:0d:02 dev eth0 nud permanent
 route add 10.1.0.0/24 via 192.0.2.1 src 10.2.0.1
 END
-ip netns exec nat env LD_LIBRARY_PATH=${CAPTOOL}/lib ${NFT} -f - <<END
-table ip nat {
-  chain post { type nat hook postrouting priority 100; oifname "eth1" masquerade; }
-}
-END`);
+${nft('nat', 'table ip nat {\n  chain post { type nat hook postrouting priority 100; oifname "eth1" masquerade; }\n}')}`);
 }
 
 const NA = mkNode(WORK, 'ca', 'cb', '172.16.0.2', '192.0.2.2', '10.1.0.1', '10.2.0.1');
@@ -470,7 +420,7 @@ async function nat(): Promise<void> {
     return;
   }
   try {
-    await Promise.all([A, B].map((n) => killDaemon(n, 'SIGTERM')));
+    await Promise.all([A, B].map((n) => stopDaemon(n, 'SIGTERM')));
     await natTopology();
     const natV1: Omit<DaemonSettings, 'start'> = {
       ...V1,
@@ -492,10 +442,7 @@ async function nat(): Promise<void> {
     startDaemon(NA, 'nat', LOGS);
     const upMs = await waitSettled(NA, NB, 90_000);
     const replies = await ping(NA.inner, NB.inner, 5);
-    ss = [
-      new Stream('ca->cb', 'ca', NA.inner, 'cb', NB.inner, 7002, INTERVAL_MS),
-      new Stream('cb->ca', 'cb', NB.inner, 'ca', NA.inner, 7003, INTERVAL_MS),
-    ];
+    ss = pairStreams(NA, NB, INTERVAL_MS);
     for (const s of ss) s.start();
     await sleep(4000);
     const res = await stopStreams(ss);
@@ -542,15 +489,9 @@ async function nat(): Promise<void> {
       ms: Date.now() - t0,
     });
   } catch (err) {
-    report('nat', false, {
-      error: String((err as Error).stack ?? err),
-      streams: await stopStreams(ss),
-      wire: await stopTaps(cap).catch((e) => String(e)),
-      kernel: { ca: await xfrmStates('ca').catch(() => []), cb: await xfrmStates('cb').catch(() => []) },
-      ms: Date.now() - t0,
-    });
+    await reportFailure('nat', t0, err, { streams: ss, taps: cap });
   } finally {
-    await Promise.all([NA, NB].map((n) => killDaemon(n, 'SIGTERM')));
+    await Promise.all([NA, NB].map((n) => stopDaemon(n, 'SIGTERM')));
   }
 }
 
@@ -571,7 +512,7 @@ async function main(): Promise<void> {
   }
   if (!only || only === 'restart') await restart();
   if (!only || only === 'nat') await nat();
-  await Promise.all([A, B].map((n) => killDaemon(n, 'SIGTERM')));
+  await Promise.all([A, B].map((n) => stopDaemon(n, 'SIGTERM')));
   await sh('for ns in ca cb nat; do ip netns del $ns 2>/dev/null; done; true');
   process.exit(failureCount() ? 1 : 0);
 }

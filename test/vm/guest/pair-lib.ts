@@ -1,17 +1,27 @@
 /**
- * Shared pieces of the guest scripts that run two real `coatid` daemons in the
- * qemu VM (test/vm/guest/daemon-e2e.ts for IKEv2, ikev1-e2e.ts for IKEv1):
- * staging coatid into tmpfs, the two-namespace topology, writing a daemon's
- * configuration, starting/killing daemons with stamped logs, status over the
- * admin socket, `ip -s xfrm state` parsing, pings, sequence-numbered UDP
- * streams, a packet capture of one interface (with a pcap reader), and the
- * `RESULT {json}` lines the host side asserts.
+ * Shared pieces of the guest scripts that run real `coatid` daemons in the
+ * qemu VM (test/vm/guest/daemon-e2e.ts for IKEv2, ikev1-e2e.ts for IKEv1,
+ * restart-e2e.ts for restarts and crashes): staging coatid into tmpfs, the
+ * two-namespace topology, writing a daemon's configuration, starting/stopping
+ * daemons with stamped logs, status over the admin socket, `ip -s xfrm state`
+ * parsing, pings, sequence-numbered UDP streams, a packet capture of one
+ * interface (with a pcap reader), and the `RESULT {json}` lines the host side
+ * asserts.
  *
  *   ca: eth0 192.0.2.1/24, protected subnet address 10.1.0.1 (on lo)
  *   cb: eth0 192.0.2.2/24, protected subnet address 10.2.0.1 (on lo)
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { cpSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  cpSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -41,13 +51,20 @@ export function arg(name: string): string | undefined {
 
 let failures = 0;
 export const failureCount = () => failures;
+let resultsFile: string | undefined;
+
+/** Every `RESULT` line also goes to `file` (on the share: the harness removes its run folder afterwards). */
+export function copyResultsTo(file: string): void {
+  rmSync(file, { force: true });
+  resultsFile = file;
+}
 
 /** One `RESULT {json}` line on stdout per check (the host side turns each into a vitest test). */
 export function report(name: string, ok: boolean, detail: unknown = {}): void {
   if (!ok) failures++;
-  process.stdout.write(
-    `RESULT ${JSON.stringify({ name, ok, detail }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`,
-  );
+  const line = `RESULT ${JSON.stringify({ name, ok, detail }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`;
+  process.stdout.write(line);
+  if (resultsFile) appendFileSync(resultsFile, line);
 }
 
 export async function sh(script: string): Promise<string> {
@@ -98,23 +115,29 @@ export async function stagePackage(tarName: string | undefined, capTar?: string)
   return Date.now() - t0;
 }
 
-export interface Node {
+/** One coatid: its namespace (= name), configuration directory, admin socket and current process. */
+export interface Daemon {
   name: string;
-  peer: string;
   addr: string;
-  peerAddr: string;
-  inner: string;
-  subnet: string;
-  peerSubnet: string;
   dir: string;
   sock: string;
   proc?: ChildProcess;
-  exited?: Promise<void>;
+  /** The current process's exit: its exit code or signal. */
+  exited?: Promise<number | string>;
   starts: number;
   /** When the current process logged `coatid ... started` (its control socket is up by then). */
   startedAt?: number;
   /** The current process's log lines (ms timestamps), for events the test times (e.g. `peer dead`). */
   lines?: { t: number; line: string }[];
+}
+
+/** A daemon of a pair: one peer, one protected subnet each. */
+export interface Node extends Daemon {
+  peer: string;
+  peerAddr: string;
+  inner: string;
+  subnet: string;
+  peerSubnet: string;
 }
 
 const slash24 = (a: string) => `${a.split('.').slice(0, 3).join('.')}.0/24`;
@@ -179,12 +202,13 @@ END`);
 
 /** What goes into a daemon's coati.conf ([defaults]) and its one peer file. */
 export interface DaemonSettings {
-  version: 1 | 2;
+  version?: 1 | 2;
   ikeProposals: string;
   espProposals: string;
   pfs?: boolean;
   mode: 'transport' | 'tunnel';
-  start: 'now' | 'none' | 'trap';
+  /** `[defaults] start` (omitted: per peer, see PeerFile). */
+  start?: 'now' | 'none' | 'trap';
   dpdDelay: string;
   dpdTimeout: string;
   dpdAction: 'restart' | 'clear' | 'trap';
@@ -205,7 +229,29 @@ export interface DaemonSettings {
 
 const q = JSON.stringify;
 
-export function writeConfig(n: Node, s: DaemonSettings, psk = 'coati-vm-daemon-test-secret-0123456789'): void {
+/** One file in peers.d. */
+export interface PeerFile {
+  name: string;
+  address: string;
+  version?: 1 | 2;
+  start?: 'now' | 'none' | 'trap';
+  localTs?: string;
+  remoteTs?: string;
+}
+
+/** The pair's configuration: `n`'s one peer, with its subnets as traffic selectors in tunnel mode. */
+export function writeConfig(n: Node, s: DaemonSettings, psk?: string): void {
+  const ts = s.mode === 'tunnel' ? { localTs: n.subnet, remoteTs: n.peerSubnet } : {};
+  writeDaemonConfig(n, s, [{ name: n.peer, address: s.peerAddress ?? n.peerAddr, version: s.version, ...ts }], psk);
+}
+
+/** coati.conf ([defaults] from `s`) plus one peers.d file per peer, and the shared PSK. */
+export function writeDaemonConfig(
+  n: Daemon,
+  s: DaemonSettings,
+  peers: PeerFile[],
+  psk = 'coati-vm-daemon-test-secret-0123456789',
+): void {
   rmSync(n.dir, { recursive: true, force: true });
   mkdirSync(join(n.dir, 'peers.d'), { recursive: true });
   mkdirSync(join(n.dir, 'secrets'), { recursive: true, mode: 0o700 });
@@ -238,24 +284,25 @@ local_id = "fqdn:${n.name}.vm"
 psk_file = "secrets/pair.psk"
 ike_proposals = "${s.ikeProposals}"
 esp_proposals = "${s.espProposals}"
-start = "${s.start}"
-dpd_delay = "${s.dpdDelay}"
+${opt('start', s.start)}dpd_delay = "${s.dpdDelay}"
 dpd_timeout = "${s.dpdTimeout}"
 dpd_action = "${s.dpdAction}"
 mode = "${s.mode}"
 ${opt('restart_backoff_max', s.restartBackoffMax)}${opt('retransmit_base', s.retransmitBase)}${s.retransmitTries === undefined ? '' : `retransmit_tries = ${s.retransmitTries}\n`}${opt('retransmit_max', s.retransmitMax)}${opt('ike_lifetime', s.ikeLifetime)}${opt('child_lifetime', s.childLifetime)}${opt('rekey_margin', s.rekeyMargin)}${opt('rekey_jitter', s.rekeyJitter)}${opt('nat_keepalive', s.natKeepalive)}${s.pfs === undefined ? '' : `pfs = ${s.pfs}\n`}`,
   );
-  const ts = s.mode === 'tunnel' ? `local_ts = ${q(n.subnet)}\nremote_ts = ${q(n.peerSubnet)}\n` : '';
-  writeFileSync(
-    join(n.dir, 'peers.d', `${n.peer}.toml`),
-    `version = ${s.version}\naddress = ${q(s.peerAddress ?? n.peerAddr)}\nremote_id = "fqdn:${n.peer}.vm"\n${ts}`,
-  );
+  for (const p of peers) {
+    const ts = p.localTs ? `local_ts = ${q(p.localTs)}\nremote_ts = ${q(p.remoteTs)}\n` : '';
+    writeFileSync(
+      join(n.dir, 'peers.d', `${p.name}.toml`),
+      `${p.version === undefined ? '' : `version = ${p.version}\n`}address = ${q(p.address)}\nremote_id = "fqdn:${p.name}.vm"\n${opt('start', p.start)}${ts}`,
+    );
+  }
 }
 
-/** Starts coatid in the node's namespace; its stdout/stderr (with ms stamps) go to `logs/<tag>-<node>-<n>.log`. */
-export function startDaemon(n: Node, tag: string, logs: string): void {
+/** Starts coatid in the node's namespace; its stdout/stderr (with ms stamps) go to `logs/<tag>-<node>-<nn>.log`. */
+export function startDaemon(n: Daemon, tag: string, logs: string): void {
   mkdirSync(logs, { recursive: true });
-  const log = createWriteStream(join(logs, `${tag}-${n.name}-${++n.starts}.log`));
+  const log = createWriteStream(join(logs, `${tag}-${n.name}-${String(++n.starts).padStart(2, '0')}.log`));
   const p = spawn('ip', ['netns', 'exec', n.name, process.execPath, COATID, '--config', join(n.dir, 'coati.conf')], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -276,11 +323,16 @@ export function startDaemon(n: Node, tag: string, logs: string): void {
   p.stdout?.on('data', stamp);
   p.stderr?.on('data', stamp);
   n.proc = p;
-  n.exited = new Promise((r) => p.once('exit', () => r()));
+  n.exited = new Promise((r) =>
+    p.once('exit', (code, signal) => {
+      log.end();
+      r(code ?? signal ?? 'unknown');
+    }),
+  );
 }
 
 /** Waits for the current process's `coatid ... started` line; returns its time. */
-export async function waitStarted(n: Node, ms: number): Promise<number> {
+export async function waitStarted(n: Daemon, ms: number): Promise<number> {
   const t0 = Date.now();
   while (n.startedAt === undefined) {
     if (Date.now() - t0 > ms) throw new Error(`${n.name}: no "coatid ... started" log line within ${ms} ms`);
@@ -290,20 +342,36 @@ export async function waitStarted(n: Node, ms: number): Promise<number> {
   return n.startedAt;
 }
 
-export const running = (n: Node) => !!n.proc && n.proc.exitCode === null && n.proc.signalCode === null;
+export const running = (n: Daemon) => !!n.proc && n.proc.exitCode === null && n.proc.signalCode === null;
 
-export async function killDaemon(n: Node, signal: NodeJS.Signals): Promise<void> {
+/**
+ * Sends `how` (or runs `coatictl restart`) and waits up to `waitMs` for the
+ * exit, then SIGKILLs; returns the exit code or signal ('timeout' when it had
+ * to be killed).
+ */
+export async function stopDaemon(
+  n: Daemon,
+  how: NodeJS.Signals | 'coatictl restart',
+  waitMs = 8000,
+): Promise<number | string> {
   const p = n.proc;
-  if (!p || p.exitCode !== null || p.signalCode !== null) return;
-  p.kill(signal);
-  await Promise.race([n.exited, sleep(8000)]);
-  if (p.exitCode === null && p.signalCode === null) {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? p?.signalCode ?? 'not running';
+  if (how === 'coatictl restart') await coatictl(n, ['restart']);
+  else p.kill(how);
+  const code = await Promise.race([n.exited, sleep(waitMs).then(() => 'timeout')]);
+  if (code === 'timeout') {
     p.kill('SIGKILL');
     await n.exited;
   }
+  return code ?? 'unknown';
 }
 
-export async function status(n: Node): Promise<StatusReport | undefined> {
+export async function coatictl(n: Daemon, args: string[]): Promise<string> {
+  const r = await run('ip', ['netns', 'exec', n.name, process.execPath, COATICTL, '--socket', n.sock, ...args]);
+  return r.stdout;
+}
+
+export async function status(n: Daemon): Promise<StatusReport | undefined> {
   try {
     const c = await ControlClient.connect(n.sock, { timeoutMs: 2000 });
     try {
@@ -360,6 +428,8 @@ export interface KSa {
   replayWindow: number;
   bytes: number;
   packets: number;
+  /** The kernel's `use` time (curlft.use_time, set on first use) as `ip -s xfrm state` prints it. */
+  use: string;
 }
 
 /** `ip -s xfrm state` of one namespace, parsed. */
@@ -391,6 +461,7 @@ export async function xfrmStates(ns: string): Promise<KSa[]> {
       encap: encap ? `${encap[1]} ${encap[2]} ${encap[3]}` : '',
       bytes: Number(cur?.[1] ?? -1),
       packets: Number(cur?.[2] ?? -1),
+      use: block.match(/ use (\S+ \S+)/)?.[1] ?? '-',
     });
   }
   return sas;
@@ -401,19 +472,8 @@ export async function xfrmPolicyCount(ns: string): Promise<number> {
   return (out.match(/^src /gm) ?? []).length;
 }
 
-export async function coatictlJson(n: Node): Promise<StatusReport> {
-  const r = await run('ip', [
-    'netns',
-    'exec',
-    n.name,
-    process.execPath,
-    COATICTL,
-    '--socket',
-    n.sock,
-    'status',
-    '--json',
-  ]);
-  return JSON.parse(r.stdout) as StatusReport;
+export async function coatictlJson(n: Daemon): Promise<StatusReport> {
+  return JSON.parse(await coatictl(n, ['status', '--json'])) as StatusReport;
 }
 
 /** busybox ping from namespace `ns`; returns the number of replies. */
@@ -570,6 +630,16 @@ export class Stream {
     };
   }
 }
+
+/** Datagrams from `from`'s subnet address to `to`'s through the tunnel (namespaces = node names). */
+export const pairStream = (from: Node, to: Node, port: number, intervalMs = 20) =>
+  new Stream(`${from.name}->${to.name}`, from.name, from.inner, to.name, to.inner, port, intervalMs);
+
+/** Both directions of the pair: a -> b on port 7002, b -> a on 7003. */
+export const pairStreams = (a: Node, b: Node, intervalMs = 20) => [
+  pairStream(a, b, 7002, intervalMs),
+  pairStream(b, a, 7003, intervalMs),
+];
 
 /** One captured IPv4 packet, reduced to what the checks need. */
 export interface CapturedPacket {
@@ -740,6 +810,96 @@ export function classify(
     }
   }
   return r;
+}
+
+/** The pair's protected traffic: 10.1.0.0/24 <-> 10.2.0.0/24 (ICMP errors between the outer addresses are no leak). */
+export const inTunnel = (p: CapturedPacket) => /^10\.[12]\.0\./.test(p.src) && /^10\.[12]\.0\./.test(p.dst);
+
+export type Wire = ReturnType<typeof classify>;
+
+/** Captures on several [namespace, interface] at once, each classified (`inTunnel` is the protected traffic). */
+export class Taps {
+  private constructor(private readonly caps: [string, Capture][]) {}
+
+  /** undefined when there is no capture tool. */
+  static async start(tag: string, where: [ns: string, iface: string][]): Promise<Taps | undefined> {
+    if (!Capture.available()) return undefined;
+    const caps: [string, Capture][] = where.map(([ns, iface]) => [ns, new Capture(ns, `${tag}-${ns}`, '', iface)]);
+    await Promise.all(caps.map(([, c]) => c.start()));
+    return new Taps(caps);
+  }
+
+  /** Per tap, over the whole capture. */
+  async stop(): Promise<Record<string, Wire>> {
+    const out: Record<string, Wire> = {};
+    for (const [ns, c] of this.caps) out[ns] = classify(await c.stop(), inTunnel);
+    return out;
+  }
+}
+
+/** The host's nft (tools tarball) loading `script` in namespace `ns`, as a shell command. */
+export const NFT = join(CAPTOOL, 'nft');
+export const nft = (ns: string, script: string) =>
+  `ip netns exec ${ns} env LD_LIBRARY_PATH=${CAPTOOL}/lib ${NFT} -f - <<'END'\n${script}\nEND\n`;
+
+/** Loads modules that are not in the initramfs: the full module tree of the same kernel is on the 9p share. */
+export async function loadModules(mods: string[]): Promise<void> {
+  await sh(`
+set -e
+KV=$(uname -r)
+grep -q " /lib/modules/$KV " /proc/mounts || mount --bind /repo/.cache/vm/kernel/lib/modules/$KV /lib/modules/$KV
+for m in ${mods.join(' ')}; do modprobe $m; done`);
+}
+
+/** Calls `sample` every 200 ms until stopped; keeps each value that differs from the one before, as `+<ms since t0>ms value`. */
+export function sampleChanges(t0: number, sample: () => Promise<string>): { stop: () => Promise<string[]> } {
+  const timeline: string[] = [];
+  let sampling = true;
+  const done = (async () => {
+    let last = '';
+    while (sampling) {
+      const now = await sample();
+      if (now !== last) timeline.push(`+${Date.now() - t0}ms ${now}`);
+      last = now;
+      await sleep(200);
+    }
+  })();
+  return {
+    stop: async () => {
+      sampling = false;
+      await done;
+      return timeline;
+    },
+  };
+}
+
+/** SIGTERM for each daemon, then their namespaces' kernel SAs and policies flushed. */
+export async function stopAndFlush(nodes: Daemon[]): Promise<void> {
+  await Promise.all(nodes.map((n) => stopDaemon(n, 'SIGTERM')));
+  await sh(
+    `for ns in ${nodes.map((n) => n.name).join(' ')}; do ip -n $ns xfrm state flush; ip -n $ns xfrm policy flush; done`,
+  );
+}
+
+/**
+ * A failed scenario: the error, the streams' and taps' results so far (both
+ * stopped here), and the kernel SAs of the pair's namespaces.
+ */
+export async function reportFailure(
+  name: string,
+  t0: number,
+  err: unknown,
+  o: { streams?: Stream[]; taps?: Taps; namespaces?: string[] } = {},
+): Promise<void> {
+  const kernel: Record<string, KSa[]> = {};
+  for (const ns of o.namespaces ?? ['ca', 'cb']) kernel[ns] = await xfrmStates(ns).catch(() => []);
+  report(name, false, {
+    error: String((err as Error | undefined)?.stack ?? err),
+    ...(o.streams ? { streams: await Promise.all(o.streams.map((s) => s.stop().catch(() => undefined))) } : {}),
+    ...(o.taps ? { wire: await o.taps.stop().catch((e) => String(e)) } : {}),
+    kernel,
+    ms: Date.now() - t0,
+  });
 }
 
 /**

@@ -24,43 +24,54 @@
  *
  * One line per scenario on stdout: `RESULT {"name":...,"ok":...,"detail":...}`;
  * test/vm/restart.test.ts asserts them. Daemon logs (ms stamps) go to
- * .cache/vm/restart-logs/, the capture to .cache/vm/restart-ike.pcap.
+ * .cache/vm/restart-logs/, the IKE captures to the guest's /tmp.
  *
  *   probe    (opt-in, --dpd-probe) ca's DPD request in flight across a SIGKILL of cb.
  *
- *   node dist/test/vm/guest/restart-e2e.js [--restarts N] [--budget-s S] [--kills M] [--mesh] [--dpd-probe]
- *     [--dpd 60s/60s] [--log debug]
+ *   node dist/test/vm/guest/restart-e2e.js --pkg-tar restart-pkg.tar --tools-tar restart-tools.tar
+ *     [--restarts N] [--budget-s S] [--kills M] [--mesh] [--dpd-probe] [--dpd 60s/60s] [--log debug]
  *
  * --restarts N runs exactly N planned restarts; without it, as many as fit in
  * --budget-s seconds (default 90), at least 3.
+ *
+ * Shared pieces (staging, topology, configuration, daemons, status, kernel SAs,
+ * streams, captures) are in pair-lib.ts.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { appendFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { ControlClient } from '../../../src/control/client.js';
-import type { PeerStatus, StatusReport } from '../../../src/control/types.js';
-import { IkeUdpSocket } from '../../../src/net/udp-socket.js';
+import type { PeerStatus } from '../../../src/control/types.js';
+import {
+  arg,
+  CACHE,
+  Capture,
+  type CapturedPacket,
+  copyResultsTo,
+  type Daemon,
+  type DaemonSettings,
+  failureCount,
+  type KSa,
+  type PeerFile,
+  pairTopology,
+  peerOf,
+  report,
+  Stream,
+  type StreamResult,
+  settled,
+  sh,
+  sleep,
+  stagePackage,
+  startDaemon as start,
+  status,
+  stopDaemon,
+  writeDaemonConfig,
+  xfrmStates,
+} from './pair-lib.js';
 
-const run = promisify(execFile);
-const here = dirname(fileURLToPath(import.meta.url));
-const DIST = resolve(here, '..', '..', '..');
-const REPO = resolve(DIST, '..');
-const CACHE = join(REPO, '.cache', 'vm');
 const LOGS = join(CACHE, 'restart-logs');
 const WORK = '/tmp/coati-restart-e2e';
-const PKG = '/tmp/coati-pkg';
-const CAPTOOL = '/tmp/coati-captool';
-const COATID = join(PKG, 'dist', 'src', 'daemon', 'coatid.js');
-const COATICTL = join(PKG, 'dist', 'src', 'control', 'cli', 'coatictl.js');
-const PSK = 'coati-vm-restart-test-secret-0123456789\n';
+const PSK = 'coati-vm-restart-test-secret-0123456789';
 const INTERVAL_MS = 15;
-
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
 const LOG_LEVEL = arg('--log') ?? 'info';
 /**
  * DPD delay/timeout. A coatid start takes 8-30 s in the TCG guest, so the
@@ -68,165 +79,39 @@ const LOG_LEVEL = arg('--log') ?? 'info';
  * while ESP arrives (see test/vm/README.md, "restart tests"): 60 s/60 s.
  */
 const DPD = (arg('--dpd') ?? '60s/60s').split('/') as [string, string];
-let failures = 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The full results also go to the share (the harness removes its run folder afterwards). */
 const RESULTS = join(CACHE, 'restart-results.jsonl');
 
-function report(name: string, ok: boolean, detail: unknown = {}): void {
-  if (!ok) failures++;
-  const line = `RESULT ${JSON.stringify({ name, ok, detail }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`;
-  process.stdout.write(line);
-  appendFileSync(RESULTS, line);
-}
-
-async function sh(script: string): Promise<string> {
-  const r = await run('bash', ['-c', script], { maxBuffer: 16 << 20 });
-  return r.stdout;
-}
-
 // ---- daemons -----------------------------------------------------------------
 
-interface PeerDef {
-  name: string;
-  addr: string;
-  start: 'now' | 'none';
-  localTs?: string;
-  remoteTs?: string;
-}
-
-interface Node {
-  name: string;
-  ns: string;
-  addr: string;
-  peers: PeerDef[];
+/** A daemon with any number of peers (the pair, or a node of the mesh). */
+interface Node extends Daemon {
+  peers: PeerFile[];
   mode: 'transport' | 'tunnel';
-  dir: string;
-  sock: string;
-  proc?: ChildProcess;
-  exited?: Promise<number | string>;
-  starts: number;
 }
 
-function mkNode(name: string, addr: string, mode: Node['mode'], peers: PeerDef[]): Node {
-  return { name, ns: name, addr, peers, mode, dir: join(WORK, name), sock: join(WORK, name, 'coati.sock'), starts: 0 };
+function mkNode(name: string, addr: string, mode: Node['mode'], peers: PeerFile[]): Node {
+  return { name, addr, peers, mode, dir: join(WORK, name), sock: join(WORK, name, 'coati.sock'), starts: 0 };
 }
 
 function writeConfig(n: Node): void {
-  rmSync(n.dir, { recursive: true, force: true });
-  mkdirSync(join(n.dir, 'peers.d'), { recursive: true });
-  mkdirSync(join(n.dir, 'secrets'), { recursive: true, mode: 0o700 });
-  writeFileSync(join(n.dir, 'secrets', 'mesh.psk'), PSK, { mode: 0o600 });
-  writeFileSync(
-    join(n.dir, 'coati.conf'),
-    `[daemon]
-state_dir = "${join(n.dir, 'state')}"
-socket = "${n.sock}"
-listen = ["${n.addr}"]
-shutdown = "keep"
-
-[log]
-default = "${LOG_LEVEL}"
-
-[kernel]
-backend = "xfrm"
-
-[metrics]
-prometheus_listen = "off"
-
-[startup]
-max_concurrent_initiations = 4
-initiation_jitter = "0s"
-
-[defaults]
-local_address = "${n.addr}"
-local_id = "fqdn:${n.name}.vm"
-psk_file = "secrets/mesh.psk"
-ike_proposals = "aes256gcm16-prfsha256-x25519"
-esp_proposals = "aes256gcm16-x25519"
-dpd_delay = "${DPD[0]}"
-dpd_timeout = "${DPD[1]}"
-dpd_action = "restart"
-restart_backoff_max = "1s"
-retransmit_base = "500ms"
-mode = "${n.mode}"
-`,
-  );
-  for (const p of n.peers) {
-    const ts = p.localTs ? `local_ts = "${p.localTs}"\nremote_ts = "${p.remoteTs}"\n` : '';
-    writeFileSync(
-      join(n.dir, 'peers.d', `${p.name}.toml`),
-      `address = "${p.addr}"\nremote_id = "fqdn:${p.name}.vm"\nstart = "${p.start}"\n${ts}`,
-    );
-  }
-}
-
-function startDaemon(n: Node, tag: string): void {
-  mkdirSync(LOGS, { recursive: true });
-  const log = createWriteStream(join(LOGS, `${tag}-${n.name}-${String(++n.starts).padStart(2, '0')}.log`));
-  const p = spawn('ip', ['netns', 'exec', n.ns, process.execPath, COATID, '--config', join(n.dir, 'coati.conf')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const t0 = Date.now();
-  const stamp = (b: Buffer) => {
-    const t = `[+${String(Date.now() - t0).padStart(6)}ms] `;
-    log.write(b.toString('utf8').replace(/^(?=.)/gm, t));
+  const s: DaemonSettings = {
+    ikeProposals: 'aes256gcm16-prfsha256-x25519',
+    espProposals: 'aes256gcm16-x25519',
+    mode: n.mode,
+    dpdDelay: DPD[0],
+    dpdTimeout: DPD[1],
+    dpdAction: 'restart',
+    restartBackoffMax: '1s',
+    retransmitBase: '500ms',
+    shutdown: 'keep',
+    log: LOG_LEVEL,
   };
-  p.stdout?.on('data', stamp);
-  p.stderr?.on('data', stamp);
-  n.proc = p;
-  n.exited = new Promise((r) =>
-    p.once('exit', (code, signal) => {
-      log.end();
-      r(code ?? signal ?? 'unknown');
-    }),
-  );
+  writeDaemonConfig(n, s, n.peers, PSK);
 }
 
-/** Sends `signal` (or runs `coatictl restart`) and waits for the exit; returns the exit code or signal. */
-async function stopDaemon(n: Node, how: 'SIGTERM' | 'SIGKILL' | 'coatictl restart'): Promise<number | string> {
-  const p = n.proc;
-  if (!p || p.exitCode !== null || p.signalCode !== null)
-    return (p?.exitCode ?? p?.signalCode ?? 'not running') as string;
-  if (how === 'coatictl restart') await coatictl(n, ['restart']);
-  else p.kill(how);
-  const code = await Promise.race([n.exited, sleep(15_000).then(() => 'timeout')]);
-  if (code === 'timeout') {
-    p.kill('SIGKILL');
-    await n.exited;
-  }
-  return code as number | string;
-}
-
-async function coatictl(n: Node, args: string[]): Promise<string> {
-  const r = await run('ip', ['netns', 'exec', n.ns, process.execPath, COATICTL, '--socket', n.sock, ...args]);
-  return r.stdout;
-}
-
-async function status(n: Node): Promise<StatusReport | undefined> {
-  try {
-    const c = await ControlClient.connect(n.sock, { timeoutMs: 2000 });
-    try {
-      return (await c.request('status', {})) as StatusReport;
-    } finally {
-      c.close();
-    }
-  } catch {
-    return undefined;
-  }
-}
-
-const peerOf = (r: StatusReport | undefined, name: string) => r?.peers.find((p) => p.name === name);
-
-/** Both ends up with one installed Child SA each, same IKE SA, Child SPIs equal crosswise. */
-function pairSettled(a: PeerStatus | undefined, b: PeerStatus | undefined): boolean {
-  if (a?.state !== 'up' || b?.state !== 'up' || !a.ike || !b.ike) return false;
-  if (a.ike.spiI !== b.ike.spiI || a.ike.spiR !== b.ike.spiR) return false;
-  const ac = a.children.filter((c) => c.state === 'installed');
-  const bc = b.children.filter((c) => c.state === 'installed');
-  return ac.length === 1 && bc.length === 1 && ac[0]?.spiIn === bc[0]?.spiOut && ac[0]?.spiOut === bc[0]?.spiIn;
-}
+const startDaemon = (n: Node, tag: string) => start(n, tag, LOGS);
 
 /** Every configured pair among `nodes` settled; returns the ms waited. */
 async function waitMeshSettled(nodes: Node[], ms: number): Promise<number> {
@@ -234,7 +119,7 @@ async function waitMeshSettled(nodes: Node[], ms: number): Promise<number> {
   while (Date.now() - t0 < ms) {
     const reports = new Map(await Promise.all(nodes.map(async (n) => [n.name, await status(n)] as const)));
     const ok = nodes.every((n) =>
-      n.peers.every((p) => pairSettled(peerOf(reports.get(n.name), p.name), peerOf(reports.get(p.name), n.name))),
+      n.peers.every((p) => settled(peerOf(reports.get(n.name), p.name), peerOf(reports.get(p.name), n.name))),
     );
     if (ok) return Date.now() - t0;
     await sleep(100);
@@ -273,144 +158,6 @@ function checkpointIkeSas(n: Node): { kind?: string; ikeSas: string[] } {
   }
 }
 
-interface KSa {
-  src: string;
-  dst: string;
-  spi: string;
-  packets: number;
-  /** The kernel's `use` time (curlft.use_time) as `ip -s xfrm state` prints it. */
-  use: string;
-}
-
-async function xfrmStates(ns: string): Promise<KSa[]> {
-  const out = await sh(`ip -n ${ns} -s xfrm state`);
-  const sas: KSa[] = [];
-  for (const block of out.split(/^(?=src )/m)) {
-    const head = block.match(/^src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+)/);
-    if (!head) continue;
-    const cur = block.match(/lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/);
-    sas.push({
-      src: head[1]!,
-      dst: head[2]!,
-      spi: head[3]!.replace(/^0x/, '').padStart(8, '0'),
-      packets: Number(cur?.[2] ?? -1),
-      use: block.match(/ use (\S+ \S+)/)?.[1] ?? '-',
-    });
-  }
-  return sas;
-}
-
-// ---- streams -----------------------------------------------------------------
-
-interface StreamResult {
-  name: string;
-  sent: number;
-  received: number;
-  lost: number;
-  lostSeqs: number[];
-  longestGapMs: number;
-  gapAfterSeq: number;
-  longestSendGapMs: number;
-}
-
-/** Sequence-numbered UDP datagrams from `src` (in netns `srcNs`) to `dst` (in `dstNs`), one every 15 ms. */
-class Stream {
-  private seq = 0;
-  private readonly sentAt: number[] = [];
-  private readonly arrivals = new Map<number, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private readonly tx: IkeUdpSocket;
-  private readonly rx: IkeUdpSocket;
-
-  constructor(
-    readonly name: string,
-    srcNs: string,
-    src: string,
-    dstNs: string,
-    private readonly dst: string,
-    private readonly port: number,
-  ) {
-    this.rx = IkeUdpSocket.open({
-      family: 4,
-      port,
-      bindAddress: dst,
-      bypass: false,
-      netns: dstNs,
-      onMessage: (d) => {
-        const s = d.payload.readUInt32BE(0);
-        if (!this.arrivals.has(s)) this.arrivals.set(s, Date.now());
-      },
-    });
-    this.tx = IkeUdpSocket.open({
-      family: 4,
-      port,
-      bindAddress: src,
-      bypass: false,
-      netns: srcNs,
-      onMessage: () => {},
-    });
-  }
-
-  start(): void {
-    const t0 = Date.now();
-    const tick = () => {
-      const b = Buffer.alloc(64);
-      b.writeUInt32BE(this.seq, 0);
-      this.sentAt.push(Date.now());
-      this.seq++;
-      try {
-        this.tx.send(b, this.dst, this.port);
-      } catch {
-        // counted as lost: it never arrives
-      }
-      this.timer = setTimeout(tick, Math.max(0, t0 + this.seq * INTERVAL_MS - Date.now()));
-    };
-    tick();
-  }
-
-  get sent(): number {
-    return this.seq;
-  }
-
-  async stop(): Promise<StreamResult> {
-    clearTimeout(this.timer);
-    await sleep(700); // the last datagrams in flight
-    this.tx.close();
-    this.rx.close();
-    const sent = this.seq;
-    let longestGapMs = 0;
-    let gapAfterSeq = -1;
-    let prev: number | undefined;
-    let prevSeq = -1;
-    const lostSeqs: number[] = [];
-    let longestSendGapMs = 0;
-    for (let s = 0; s < sent; s++) {
-      if (s > 0) longestSendGapMs = Math.max(longestSendGapMs, (this.sentAt[s] ?? 0) - (this.sentAt[s - 1] ?? 0));
-      const t = this.arrivals.get(s);
-      if (t === undefined) {
-        lostSeqs.push(s);
-        continue;
-      }
-      if (prev !== undefined && t - prev > longestGapMs) {
-        longestGapMs = t - prev;
-        gapAfterSeq = prevSeq;
-      }
-      prev = t;
-      prevSeq = s;
-    }
-    return {
-      name: this.name,
-      sent,
-      received: this.arrivals.size,
-      lost: lostSeqs.length,
-      lostSeqs: lostSeqs.slice(0, 50),
-      longestGapMs,
-      gapAfterSeq,
-      longestSendGapMs,
-    };
-  }
-}
-
 // ---- IKE packet capture --------------------------------------------------------
 
 const EXCHANGES: Record<number, string> = {
@@ -420,148 +167,49 @@ const EXCHANGES: Record<number, string> = {
   37: 'INFORMATIONAL',
 };
 
-/**
- * dumpcap (or tcpdump) from the host, unpacked by restart.test.ts's tarball
- * (`.cache/vm/restart-captool.tar`: the binary and its `ldd` libraries),
- * capturing udp/500 and udp/4500 on one namespace's eth0 into a pcap file.
- */
-class Capture {
-  private proc: ChildProcess | undefined;
-  readonly file: string;
-  constructor(
-    private readonly ns: string,
-    tag: string,
-  ) {
-    this.file = join('/tmp', `restart-${tag}.pcap`);
-  }
-
-  static available(): string | undefined {
-    for (const t of ['dumpcap', 'tcpdump']) if (existsSync(join(CAPTOOL, t))) return t;
-    return undefined;
-  }
-
-  async start(): Promise<void> {
-    const tool = Capture.available();
-    if (!tool) throw new Error('no capture tool');
-    rmSync(this.file, { force: true });
-    const filter = 'udp port 500 or udp port 4500';
-    const args =
-      tool === 'dumpcap'
-        ? ['-q', '-P', '-i', 'eth0', '-f', filter, '-w', this.file]
-        : ['-i', 'eth0', '-U', '-n', '-w', this.file, filter];
-    const p = spawn(
-      'ip',
-      ['netns', 'exec', this.ns, 'env', `LD_LIBRARY_PATH=${CAPTOOL}/lib`, join(CAPTOOL, tool), ...args],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    this.proc = p;
-    let err = '';
-    await new Promise<void>((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error(`${tool} did not start: ${err}`)), 20_000);
-      p.stderr?.on('data', (b: Buffer) => {
-        err += b.toString();
-        if (/Capturing on|listening on/.test(err)) {
-          clearTimeout(timer);
-          ok();
-        }
-      });
-      p.once('exit', (c) => {
-        clearTimeout(timer);
-        fail(new Error(`${tool} exited ${c}: ${err}`));
-      });
-    });
-  }
-
-  /** Stops the capture and counts IKE messages by exchange type and direction (`I`nitiator/`R`esponse flags). */
-  async stop(): Promise<{ packets: number; byExchange: Record<string, number>; ikeSaInit: number }> {
-    const p = this.proc;
-    if (p && p.exitCode === null) {
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGINT');
-      await Promise.race([exited, sleep(5000)]);
-    }
-    const buf = readFileSync(this.file);
-    const byExchange: Record<string, number> = {};
-    let packets = 0;
-    let ikeSaInit = 0;
-    const le = buf.readUInt32LE(0) === 0xa1b2c3d4 || buf.readUInt32LE(0) === 0xa1b23c4d;
-    const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
-    const linkType = u32(20);
-    if (linkType !== 1) throw new Error(`unexpected pcap link type ${linkType}`);
-    for (let off = 24; off + 16 <= buf.length; ) {
-      const incl = u32(off + 8);
-      const pkt = buf.subarray(off + 16, off + 16 + incl);
-      off += 16 + incl;
-      if (pkt.length < 14 + 20 + 8 || pkt.readUInt16BE(12) !== 0x0800) continue;
-      const ihl = (pkt[14]! & 0x0f) * 4;
-      const udp = 14 + ihl;
-      const dport = pkt.readUInt16BE(udp + 2);
-      const sport = pkt.readUInt16BE(udp);
-      let ike = udp + 8;
-      if (dport === 4500 || sport === 4500) {
-        if (pkt.length < ike + 4 || pkt.readUInt32BE(ike) !== 0) continue; // ESP-in-UDP, not IKE
-        ike += 4;
-      }
-      if (pkt.length < ike + 28) continue;
-      packets++;
-      const exchange = pkt[ike + 18]!;
-      const response = (pkt[ike + 19]! & 0x20) !== 0;
-      const from = [...pkt.subarray(14 + 12, 14 + 16)].join('.');
-      const key = `${EXCHANGES[exchange] ?? `exchange ${exchange}`} ${response ? 'response' : 'request'} from ${from}`;
-      byExchange[key] = (byExchange[key] ?? 0) + 1;
-      if (exchange === 34) ikeSaInit++;
-    }
-    return { packets, byExchange, ikeSaInit };
-  }
+/** udp/500 and udp/4500 on one namespace's eth0 (the host's dumpcap or tcpdump, from the tools tarball). */
+function ikeCapture(ns: string, tag: string) {
+  const c = new Capture(ns, `restart-${tag}`, 'udp port 500 or udp port 4500');
+  return { start: () => c.start(), stop: async () => countIke(await c.stop()) };
 }
 
-// ---- setup -------------------------------------------------------------------
-
-async function stage(): Promise<void> {
-  const tar = join(CACHE, 'coati-pkg.tar');
-  if (!existsSync(tar)) throw new Error(`${tar} missing (restart.test.ts packs it)`);
-  rmSync(PKG, { recursive: true, force: true });
-  mkdirSync(PKG, { recursive: true });
-  await run('tar', ['-xf', tar, '-C', PKG]);
-  const cap = join(CACHE, 'restart-captool.tar');
-  rmSync(CAPTOOL, { recursive: true, force: true });
-  if (existsSync(cap)) {
-    mkdirSync(CAPTOOL, { recursive: true });
-    await run('tar', ['-xf', cap, '-C', CAPTOOL]);
+/** IKE messages in a capture by exchange type, request/response (the `R` flag) and sender. */
+function countIke(pkts: CapturedPacket[]): { packets: number; byExchange: Record<string, number>; ikeSaInit: number } {
+  const byExchange: Record<string, number> = {};
+  let packets = 0;
+  let ikeSaInit = 0;
+  for (const p of pkts) {
+    if (p.proto !== 17 || !p.udp) continue;
+    let ike = p.udp;
+    if (p.dport === 4500 || p.sport === 4500) {
+      if (ike.length < 4 || ike.readUInt32BE(0) !== 0) continue; // ESP-in-UDP, not IKE
+      ike = ike.subarray(4);
+    }
+    if (ike.length < 28) continue;
+    packets++;
+    const exchange = ike[18]!;
+    const response = (ike[19]! & 0x20) !== 0;
+    const key = `${EXCHANGES[exchange] ?? `exchange ${exchange}`} ${response ? 'response' : 'request'} from ${p.src}`;
+    byExchange[key] = (byExchange[key] ?? 0) + 1;
+    if (exchange === 34) ikeSaInit++;
   }
+  return { packets, byExchange, ikeSaInit };
 }
+
+// ---- the pair ------------------------------------------------------------------
 
 const A = mkNode('ca', '192.0.2.1', 'tunnel', [
-  { name: 'cb', addr: '192.0.2.2', start: 'none', localTs: '10.1.0.0/24', remoteTs: '10.2.0.0/24' },
+  { name: 'cb', address: '192.0.2.2', start: 'none', localTs: '10.1.0.0/24', remoteTs: '10.2.0.0/24' },
 ]);
 const B = mkNode('cb', '192.0.2.2', 'tunnel', [
-  { name: 'ca', addr: '192.0.2.1', start: 'now', localTs: '10.2.0.0/24', remoteTs: '10.1.0.0/24' },
+  { name: 'ca', address: '192.0.2.1', start: 'now', localTs: '10.2.0.0/24', remoteTs: '10.1.0.0/24' },
 ]);
 
-async function pairTopology(): Promise<void> {
-  await sh(`
-set -e
-for ns in ca cb; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; done
-ip link add eth0 netns ca address 02:00:00:00:0c:0a type veth peer name eth0 netns cb address 02:00:00:00:0c:0b
-ip -n ca -batch - <<END
-link set lo up
-addr add 192.0.2.1/24 dev eth0
-addr add 10.1.0.1/32 dev lo
-link set eth0 up
-neigh replace 192.0.2.2 lladdr 02:00:00:00:0c:0b dev eth0 nud permanent
-route add 10.2.0.0/24 via 192.0.2.2 src 10.1.0.1
-END
-ip -n cb -batch - <<END
-link set lo up
-addr add 192.0.2.2/24 dev eth0
-addr add 10.2.0.1/32 dev lo
-link set eth0 up
-neigh replace 192.0.2.1 lladdr 02:00:00:00:0c:0a dev eth0 nud permanent
-route add 10.1.0.0/24 via 192.0.2.1 src 10.2.0.1
-END`);
-}
+/** Both streams through the tunnel, one datagram every 15 ms each. */
+const pairStreams = () => [
+  new Stream('ca->cb', 'ca', '10.1.0.1', 'cb', '10.2.0.1', 7001, INTERVAL_MS),
+  new Stream('cb->ca', 'cb', '10.2.0.1', 'ca', '10.1.0.1', 7002, INTERVAL_MS),
+];
 
 /** What both sides, both kernels and both checkpoints say about the ca-cb relationship now. */
 async function pairSnapshot() {
@@ -569,7 +217,7 @@ async function pairSnapshot() {
   return {
     ca: view(peerOf(sa, 'cb')),
     cb: view(peerOf(sb, 'ca')),
-    settled: pairSettled(peerOf(sa, 'cb'), peerOf(sb, 'ca')),
+    settled: settled(peerOf(sa, 'cb'), peerOf(sb, 'ca')),
     kernel: { ca: ka, cb: kb },
     checkpoint: { ca: checkpointIkeSas(A), cb: checkpointIkeSas(B) },
   };
@@ -586,17 +234,16 @@ async function pairScenario(kind: 'planned' | 'crash', count: number, budgetMs: 
   const name = kind === 'planned' ? 'planned restarts' : 'SIGKILL + restart';
   const t0 = Date.now();
   const streams: Stream[] = [];
-  let capture: Capture | undefined;
+  let capture: ReturnType<typeof ikeCapture> | undefined;
   try {
     if (!B.proc || B.proc.exitCode !== null || B.proc.signalCode !== null) throw new Error('cb is not running');
     await waitMeshSettled([A, B], 60_000);
     const before = await pairSnapshot();
     if (Capture.available()) {
-      capture = new Capture('ca', kind);
+      capture = ikeCapture('ca', kind);
       await capture.start();
     }
-    streams.push(new Stream('ca->cb', 'ca', '10.1.0.1', 'cb', '10.2.0.1', 7001));
-    streams.push(new Stream('cb->ca', 'cb', '10.2.0.1', 'ca', '10.1.0.1', 7002));
+    streams.push(...pairStreams());
     for (const s of streams) s.start();
     await sleep(1000);
     const cycles: Record<string, unknown>[] = [];
@@ -606,7 +253,7 @@ async function pairScenario(kind: 'planned' | 'crash', count: number, budgetMs: 
       const how = kind === 'crash' ? 'SIGKILL' : i % 2 === 0 ? 'SIGTERM' : 'coatictl restart';
       const prev = await pairSnapshot();
       const stopAt = Date.now();
-      const exit = await stopDaemon(B, how);
+      const exit = await stopDaemon(B, how, 15_000);
       const exitedMs = Date.now() - stopAt;
       const cp = checkpointIkeSas(B);
       startDaemon(B, kind);
@@ -710,16 +357,15 @@ async function probeAcrossCrash(): Promise<void> {
   const name = 'DPD probe in flight across a SIGKILL';
   const t0 = Date.now();
   const streams: Stream[] = [];
-  let capture: Capture | undefined;
+  let capture: ReturnType<typeof ikeCapture> | undefined;
   try {
     await waitMeshSettled([A, B], 60_000);
     const before = await pairSnapshot();
     if (Capture.available()) {
-      capture = new Capture('ca', 'probe');
+      capture = ikeCapture('ca', 'probe');
       await capture.start();
     }
-    streams.push(new Stream('ca->cb', 'ca', '10.1.0.1', 'cb', '10.2.0.1', 7001));
-    streams.push(new Stream('cb->ca', 'cb', '10.2.0.1', 'ca', '10.1.0.1', 7002));
+    streams.push(...pairStreams());
     for (const s of streams) s.start();
     // An exchange initiated by cb moves the message IDs: its continuous checkpoint (not a
     // handover one left by an earlier planned restart) is what the crashed cb restores, with
@@ -729,7 +375,7 @@ async function probeAcrossCrash(): Promise<void> {
     own.close();
     await sleep(1000);
     const cpBeforeKill = checkpointIkeSas(B).kind;
-    await stopDaemon(B, 'SIGKILL');
+    await stopDaemon(B, 'SIGKILL', 15_000);
     // The probe goes out while cb is away; its answer (or the verdict) comes after the DPD timeout.
     const client = await ControlClient.connect(A.sock, { timeoutMs: 300_000 });
     const probeAt = Date.now();
@@ -805,7 +451,7 @@ ip -n hub link set p${i} up
     // The higher-numbered node of each pair initiates: no crossing streams at start-up.
     const peers = MESH.filter((p) => p !== name).map((p) => {
       const j = Number(p.slice(1));
-      return { name: p, addr: meshAddr(j), start: i > j ? 'now' : 'none' } as PeerDef;
+      return { name: p, address: meshAddr(j), start: i > j ? 'now' : 'none' } as PeerFile;
     });
     return mkNode(name, meshAddr(i), 'transport', peers);
   });
@@ -842,7 +488,7 @@ async function meshScenario(): Promise<void> {
     const rollStart = Date.now();
     for (const n of nodes) {
       const at = Date.now();
-      const exit = await stopDaemon(n, 'SIGTERM');
+      const exit = await stopDaemon(n, 'SIGTERM', 15_000);
       startDaemon(n, 'mesh');
       let back = -1;
       try {
@@ -865,7 +511,7 @@ async function meshScenario(): Promise<void> {
       if (after[pair] !== v) problems.push(`${pair}: ${v} -> ${after[pair]}`);
     const espCounts: Record<string, number> = {};
     for (const n of nodes) {
-      const k = await xfrmStates(n.ns);
+      const k = await xfrmStates(n.name);
       espCounts[n.name] = k.length;
       if (k.length !== 8) problems.push(`${n.name}: ${k.length} ESP SAs (want 8: 4 peers x in/out)`);
       const cp = checkpointIkeSas(n);
@@ -890,7 +536,7 @@ async function meshScenario(): Promise<void> {
       ms: Date.now() - t0,
     });
   } finally {
-    await Promise.all(nodes.map((n) => stopDaemon(n, 'SIGKILL')));
+    await Promise.all(nodes.map((n) => stopDaemon(n, 'SIGKILL', 15_000)));
     await sh(`for ns in hub ${MESH.join(' ')}; do ip netns del $ns 2>/dev/null; done; true`);
   }
 }
@@ -901,8 +547,8 @@ async function main(): Promise<void> {
   const kills = Number(arg('--kills') ?? 3);
   try {
     rmSync(LOGS, { recursive: true, force: true });
-    rmSync(RESULTS, { force: true });
-    await stage();
+    copyResultsTo(RESULTS);
+    await stagePackage(arg('--pkg-tar'), arg('--tools-tar'));
     await pairTopology();
     for (const n of [A, B]) writeConfig(n);
     for (const n of [A, B]) startDaemon(n, 'start');
@@ -916,10 +562,10 @@ async function main(): Promise<void> {
   else await pairScenario('planned', 3, budgetS * 1000);
   if (kills > 0) await pairScenario('crash', kills, undefined);
   if (process.argv.includes('--dpd-probe')) await probeAcrossCrash();
-  for (const n of [A, B]) await stopDaemon(n, 'SIGKILL');
+  for (const n of [A, B]) await stopDaemon(n, 'SIGKILL', 15_000);
   await sh('ip netns del ca; ip netns del cb').catch(() => '');
   if (process.argv.includes('--mesh')) await meshScenario();
-  process.exit(failures ? 1 : 0);
+  process.exit(failureCount() ? 1 : 0);
 }
 
 void main();
