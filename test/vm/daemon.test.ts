@@ -19,114 +19,31 @@
  * scenario); each scenario is one vitest test here. One VM for the file.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildForGuest, type RunResult, Vm, vmAssets } from './harness.js';
-import { packCoati, packHostTools } from './pack.js';
+import { GuestSuite, type PairResult, show, streamLine, type WireSummary } from './guest-suite.js';
 
-interface Result {
-  name: string;
-  ok: boolean;
-  detail: Record<string, unknown> & {
-    problems?: string[];
-    kernel?: { ca: KSa[]; cb: KSa[] };
-    stream?: StreamResult;
-    streams?: StreamResult[];
-    wire?: Record<string, Wire> | string;
-    error?: string;
-    replies?: number;
-    timeline?: string[];
-  };
-}
-
-interface StreamResult {
-  name: string;
-  sent: number;
-  received: number;
-  lost: number;
-  longestGapMs: number;
-  longestSendGapMs: number;
-}
-
-interface Wire {
-  ike: number;
-  esp: number;
-  clear: number;
-  clearSamples: string[];
-}
-
-interface KSa {
-  src: string;
-  dst: string;
-  spi: string;
-  mode: string;
-  aead: string;
-  bytes: number;
-  packets: number;
-}
-
-function explain(r: RunResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.slice(-4000)}`;
-}
+type Result = PairResult<Record<string, WireSummary>>;
 
 // The peers' timers in guest/daemon-e2e.ts.
 const DPD_DELAY = 2000;
 const DPD_TIMEOUT = 3000;
 
-let vm: Vm;
-let raw: RunResult;
-let tools: string[] = [];
-const results = new Map<string, Result>();
-
-beforeAll(async () => {
-  vmAssets(); // fails with "run bash .ci/vm-setup.sh first" when qemu or the kernel cache is missing
-  // The guest runs dist/ from the 9p share: compile while the VM boots.
-  const build = buildForGuest([
-    'dist/test/vm/guest/daemon-e2e.js',
-    'dist/test/vm/guest/pair-lib.js',
-    'dist/src/daemon/coatid.js',
-    'dist/src/control/cli/coatictl.js',
-  ]);
-  build.catch(() => {});
-  vm = await Vm.boot();
-  await build;
-  packCoati('daemon-pkg.tar'); // coatid from 9p starts in 10-28 s under TCG: the guest unpacks this into tmpfs
-  tools = packHostTools('daemon-tools.tar', [['dumpcap', 'tcpdump'], ['nft']]);
-  raw = await vm.run('node dist/test/vm/guest/daemon-e2e.js --pkg-tar daemon-pkg.tar --tools-tar daemon-tools.tar', {
-    timeoutMs: 560_000,
-  });
-  for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
-    const r = JSON.parse(m[1]!) as Result;
-    results.set(r.name, r);
-  }
-}, 660_000);
-
-afterAll(async () => {
-  await vm?.close();
-});
-
-function get(name: string): Result {
-  const r = results.get(name);
-  expect(r, `no result for "${name}"; ${explain(raw)}`).toBeDefined();
-  return r as Result;
-}
-
-const show = (r: Result) => JSON.stringify(r.detail, null, 1).slice(0, 30_000);
-
-function streamLine(ss: StreamResult[] | undefined): string {
-  return (ss ?? [])
-    .map(
-      (s) => `${s.name} ${s.lost} lost of ${s.sent}, longest gap ${s.longestGapMs} ms (send ${s.longestSendGapMs} ms)`,
-    )
-    .join('; ');
-}
+const suite = new GuestSuite<Result>();
+beforeAll(
+  () =>
+    suite.run({ script: 'daemon-e2e', prefix: 'daemon', tools: [['dumpcap', 'tcpdump'], ['nft']], timeoutMs: 560_000 }),
+  660_000,
+);
+afterAll(() => suite.close());
+const get = (name: string) => suite.get(name);
 
 /** No clear text sent by either host; the capture saw the ESP traffic (only when the host has dumpcap/tcpdump). */
 function assertWire(r: Result): void {
-  if (!tools.some((t) => t === 'dumpcap' || t === 'tcpdump')) {
+  if (!suite.tools.some((t) => t === 'dumpcap' || t === 'tcpdump')) {
     console.log('no dumpcap/tcpdump on the host: the wire was not captured (stream arrivals and policies checked)');
     return;
   }
   expect(typeof r.detail.wire, show(r)).toBe('object');
-  for (const [ns, w] of Object.entries(r.detail.wire as Record<string, Wire>)) {
+  for (const [ns, w] of Object.entries(r.detail.wire as Record<string, WireSummary>)) {
     expect(w.clear, `${ns} sent clear text: ${w.clearSamples.join('; ')}`).toBe(0);
     expect(w.esp, `${ns}: ${show(r)}`).toBeGreaterThan(100);
   }
@@ -134,8 +51,7 @@ function assertWire(r: Result): void {
 
 describe('two coatid daemons with the xfrm backend in the VM', () => {
   test('the guest script ran to the end', () => {
-    expect(results.has('setup'), explain(raw)).toBe(false);
-    expect(raw.code, explain(raw)).toBe(0);
+    suite.expectRanToTheEnd();
   });
 
   for (const mode of ['transport', 'tunnel'] as const) {
@@ -192,7 +108,7 @@ describe('two coatid daemons with the xfrm backend in the VM', () => {
         `one pair per side ${d.healToOneSaPerSideMs} ms after the heal; ${streamLine(d.streams)}; ` +
         `lost during the partition ${JSON.stringify(d.lostDuringPartition)}; wire ${JSON.stringify(d.wire)}\n  ${(d.timeline ?? []).join('\n  ')}`,
     );
-    expect(tools, 'the host has no nft: the partition cannot be made').toContain('nft');
+    expect(suite.tools, 'the host has no nft: the partition cannot be made').toContain('nft');
     expect(d.error, show(r)).toBeUndefined();
     for (const ns of ['ca', 'cb'] as const) {
       expect(d.declaredDeadMs?.[ns], `${ns}: ${show(r)}`).not.toBeNull();

@@ -14,126 +14,42 @@
  * guest/pair-lib.ts); each scenario is one vitest test. One VM for the file.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildForGuest, type RunResult, Vm, vmAssets } from './harness.js';
-import { packCoati, packHostTools } from './pack.js';
+import { GuestSuite, type PairResult, show, streamLine, type WireSummary } from './guest-suite.js';
 
-interface KSa {
-  src: string;
-  dst: string;
-  spi: string;
-  mode: string;
-  aead: string;
-  enc: string;
-  auth: string;
-  encap: string;
-  bytes: number;
-  packets: number;
-}
+type Result = PairResult<WireSummary>;
 
-interface StreamResult {
-  name: string;
-  sent: number;
-  received: number;
-  lost: number;
-  longestGapMs: number;
-  longestSendGapMs: number;
-}
-
-interface Wire {
-  ike: number;
-  esp: number;
-  espInUdp: number;
-  keepalive: number;
-  clear: number;
-  clearIn: number;
-  clearSamples: string[];
-}
-
-interface Result {
-  name: string;
-  ok: boolean;
-  detail: Record<string, unknown> & {
-    problems?: string[];
-    error?: string;
-    kernel?: Record<string, KSa[]>;
-    streams?: StreamResult[];
-    wire?: Wire | string;
-    replies?: number;
-    timeline?: string[];
-    handshake?: Record<string, unknown>;
-  };
-}
-
-function explain(r: RunResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout.slice(-20_000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
-}
-
-let vm: Vm;
-let raw: RunResult;
-let tools: string[] = [];
-const results = new Map<string, Result>();
-
-beforeAll(async () => {
-  vmAssets(); // fails with "run bash .ci/vm-setup.sh first" when qemu or the kernel cache is missing
-  // The guest runs dist/ from the 9p share: compile while the VM boots.
-  const build = buildForGuest([
-    'dist/test/vm/guest/ikev1-e2e.js',
-    'dist/test/vm/guest/pair-lib.js',
-    'dist/src/daemon/coatid.js',
-    'dist/src/control/cli/coatictl.js',
-  ]);
-  build.catch(() => {});
-  vm = await Vm.boot();
-  await build;
-  packCoati('ikev1-pkg.tar');
-  tools = packHostTools('ikev1-tools.tar', [['dumpcap', 'tcpdump'], ['nft']]);
-  raw = await vm.run(
-    `node dist/test/vm/guest/ikev1-e2e.js --pkg-tar ikev1-pkg.tar --tools-tar ikev1-tools.tar ${process.env.COATI_IKEV1_LOG ? `--log ${process.env.COATI_IKEV1_LOG}` : ''}`,
-    { timeoutMs: 400_000 },
-  );
-  for (const m of raw.stdout.matchAll(/^RESULT (.*)$/gm)) {
-    const r = JSON.parse(m[1] as string) as Result;
-    results.set(r.name, r);
-  }
-}, 560_000);
-
-afterAll(async () => {
-  await vm?.close();
-});
-
-function get(name: string): Result {
-  const r = results.get(name);
-  expect(r, `no result for "${name}"; ${explain(raw)}`).toBeDefined();
-  return r as Result;
-}
-
-const show = (r: Result) => JSON.stringify(r.detail, null, 1).slice(0, 30_000);
-
-function streamLine(ss: StreamResult[] | undefined): string {
-  return (ss ?? [])
-    .map(
-      (s) => `${s.name} ${s.lost} lost of ${s.sent}, longest gap ${s.longestGapMs} ms (send ${s.longestSendGapMs} ms)`,
-    )
-    .join('; ');
-}
+const suite = new GuestSuite<Result>();
+beforeAll(
+  () =>
+    suite.run({
+      script: 'ikev1-e2e',
+      prefix: 'ikev1',
+      tools: [['dumpcap', 'tcpdump'], ['nft']],
+      args: process.env.COATI_IKEV1_LOG ? `--log ${process.env.COATI_IKEV1_LOG}` : '',
+      timeoutMs: 400_000,
+    }),
+  560_000,
+);
+afterAll(() => suite.close());
+const get = (name: string) => suite.get(name);
 
 /** No clear text sent on any tap; the capture saw the traffic (only when the host has dumpcap/tcpdump). */
 function assertWire(r: Result, kind: 'esp' | 'espInUdp'): void {
   const w = r.detail.wire;
-  if (!tools.some((t) => t === 'dumpcap' || t === 'tcpdump')) {
+  if (!suite.tools.some((t) => t === 'dumpcap' || t === 'tcpdump')) {
     console.log('no dumpcap/tcpdump on the host: the wire was not captured (kernel counters and policies checked)');
     return;
   }
   expect(typeof w, show(r)).toBe('object');
-  const wire = w as Wire;
+  const wire = w as WireSummary;
   expect(wire.clear, `clear text on the wire: ${wire.clearSamples.join('; ')}`).toBe(0);
   expect(wire[kind], show(r)).toBeGreaterThan(100);
 }
 
 describe('two coatid daemons negotiate IKEv1 in the VM (xfrm backend, real ESP)', () => {
   test('the guest script ran to the end', () => {
-    expect(results.has('setup'), explain(raw)).toBe(false);
-    expect([...results.keys()].sort(), explain(raw)).toEqual(['establish', 'nat', 'rekey', 'restart']);
+    expect(suite.results.has('setup'), suite.explain()).toBe(false);
+    expect([...suite.results.keys()].sort(), suite.explain()).toEqual(['establish', 'nat', 'rekey', 'restart']);
   });
 
   test('Main Mode + Quick Mode (PSK, aes128-sha256-modp2048, ESP aes128-sha256 + PFS): ping and streams pass, SPIs and algorithms agree with the kernel, every SA counts, policies required', () => {
@@ -189,7 +105,7 @@ describe('two coatid daemons negotiate IKEv1 in the VM (xfrm backend, real ESP)'
     console.log(
       `IKEv1 NAT-T: up ${r.detail.upMs} ms after the daemons started; ${streamLine(r.detail.streams)}; wire ${JSON.stringify(r.detail.wire)}`,
     );
-    expect(tools, 'the host has no nft: the NAT namespace cannot be built').toContain('nft');
+    expect(suite.tools, 'the host has no nft: the NAT namespace cannot be built').toContain('nft');
     expect(r.detail.error, show(r)).toBeUndefined();
     expect(r.detail.problems, show(r)).toEqual([]);
     const sas = Object.values(r.detail.kernel ?? {}).flat();
