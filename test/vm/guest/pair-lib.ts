@@ -812,6 +812,40 @@ export function classify(
   return r;
 }
 
+const EXCHANGES: Record<number, string> = {
+  34: 'IKE_SA_INIT',
+  35: 'IKE_AUTH',
+  36: 'CREATE_CHILD_SA',
+  37: 'INFORMATIONAL',
+};
+
+/** IKE messages in a capture by exchange type, request/response (the `R` flag) and sender. */
+export function countIke(pkts: CapturedPacket[]): {
+  packets: number;
+  byExchange: Record<string, number>;
+  ikeSaInit: number;
+} {
+  const byExchange: Record<string, number> = {};
+  let packets = 0;
+  let ikeSaInit = 0;
+  for (const p of pkts) {
+    if (p.proto !== 17 || !p.udp) continue;
+    let ike = p.udp;
+    if (p.dport === 4500 || p.sport === 4500) {
+      if (ike.length < 4 || ike.readUInt32BE(0) !== 0) continue; // ESP-in-UDP, not IKE
+      ike = ike.subarray(4);
+    }
+    if (ike.length < 28) continue;
+    packets++;
+    const exchange = ike[18]!;
+    const response = (ike[19]! & 0x20) !== 0;
+    const key = `${EXCHANGES[exchange] ?? `exchange ${exchange}`} ${response ? 'response' : 'request'} from ${p.src}`;
+    byExchange[key] = (byExchange[key] ?? 0) + 1;
+    if (exchange === 34) ikeSaInit++;
+  }
+  return { packets, byExchange, ikeSaInit };
+}
+
 /** The pair's protected traffic: 10.1.0.0/24 <-> 10.2.0.0/24 (ICMP errors between the outer addresses are no leak). */
 export const inTunnel = (p: CapturedPacket) => /^10\.[12]\.0\./.test(p.src) && /^10\.[12]\.0\./.test(p.dst);
 

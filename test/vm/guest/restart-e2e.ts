@@ -45,8 +45,8 @@ import {
   arg,
   CACHE,
   Capture,
-  type CapturedPacket,
   copyResultsTo,
+  countIke,
   type Daemon,
   type DaemonSettings,
   failureCount,
@@ -160,40 +160,10 @@ function checkpointIkeSas(n: Node): { kind?: string; ikeSas: string[] } {
 
 // ---- IKE packet capture --------------------------------------------------------
 
-const EXCHANGES: Record<number, string> = {
-  34: 'IKE_SA_INIT',
-  35: 'IKE_AUTH',
-  36: 'CREATE_CHILD_SA',
-  37: 'INFORMATIONAL',
-};
-
 /** udp/500 and udp/4500 on one namespace's eth0 (the host's dumpcap or tcpdump, from the tools tarball). */
 function ikeCapture(ns: string, tag: string) {
   const c = new Capture(ns, `restart-${tag}`, 'udp port 500 or udp port 4500');
   return { start: () => c.start(), stop: async () => countIke(await c.stop()) };
-}
-
-/** IKE messages in a capture by exchange type, request/response (the `R` flag) and sender. */
-function countIke(pkts: CapturedPacket[]): { packets: number; byExchange: Record<string, number>; ikeSaInit: number } {
-  const byExchange: Record<string, number> = {};
-  let packets = 0;
-  let ikeSaInit = 0;
-  for (const p of pkts) {
-    if (p.proto !== 17 || !p.udp) continue;
-    let ike = p.udp;
-    if (p.dport === 4500 || p.sport === 4500) {
-      if (ike.length < 4 || ike.readUInt32BE(0) !== 0) continue; // ESP-in-UDP, not IKE
-      ike = ike.subarray(4);
-    }
-    if (ike.length < 28) continue;
-    packets++;
-    const exchange = ike[18]!;
-    const response = (ike[19]! & 0x20) !== 0;
-    const key = `${EXCHANGES[exchange] ?? `exchange ${exchange}`} ${response ? 'response' : 'request'} from ${p.src}`;
-    byExchange[key] = (byExchange[key] ?? 0) + 1;
-    if (exchange === 34) ikeSaInit++;
-  }
-  return { packets, byExchange, ikeSaInit };
 }
 
 // ---- the pair ------------------------------------------------------------------
