@@ -272,5 +272,6 @@ async function onDelete(sa: IsakmpSa, d: DeleteV1Payload): Promise<void> {
     sa.env.emit({ type: 'delete.received', version: 1, peer: sa.peerName, what: 'esp', child: c.name });
     if (c.state !== 'deleting' && c.state !== 'destroyed') sa.transitionChild(c, 'deleting', 'deleted by peer');
     await sa.removeChild(c, 'deleted by peer');
+    sa.host.onChildDeletedByPeer?.(sa, c);
   }
 }

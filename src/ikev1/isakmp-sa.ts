@@ -53,8 +53,13 @@ export interface IsakmpSaHost {
   onLostStateHint?(sa: IsakmpSa, notify: string): void;
   /** Whether INITIAL-CONTACT should accompany the first ISAKMP SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
-  /** A Quick Mode completed; `rekeyOf` is the pair our own Quick Mode replaces (rekey initiator only). */
-  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa): void;
+  /**
+   * A Quick Mode completed; `rekeyOf` is the pair our own Quick Mode replaces (rekey initiator only),
+   * `peerStartedAt` when the peer's QM1 arrived (responder only).
+   */
+  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa, peerStartedAt?: number): void;
+  /** The peer deleted this phase 2 pair (it is gone). */
+  onChildDeletedByPeer?(sa: IsakmpSa, child: ChildSa): void;
   /** Responder: the IKEv1 peers a Main Mode from `remote` may be (address matches first). */
   candidatesFor(remote: Endpoint): PeerPolicy[];
   /** Responder: the IKEv1 peer with this identity (Aggressive Mode). */
@@ -425,7 +430,11 @@ export class IsakmpSa {
     const now = this.env.clock.now();
     const life = this.suite?.lifetimeMs ?? peer?.ikeLifetimeMs ?? 3600_000;
     this.expireAt = now + life;
-    const margin = Math.min(life / 2, withJitter(peer?.rekeyMarginMs ?? 0, peer?.rekeyJitter ?? 0, this.env.rand01));
+    // The responder's soft lifetime is shorter by half a margin, as for phase 2: the initiator normally
+    // re-negotiates first (charon re-authenticates; crossing re-negotiations cost an ISAKMP SA).
+    const margin =
+      Math.min(life / 2, withJitter(peer?.rekeyMarginMs ?? 0, peer?.rekeyJitter ?? 0, this.env.rand01)) /
+      (this.role === 'responder' ? 2 : 1);
     this.rekeyAt = this.expireAt - margin;
     this.timers.rekey = this.env.clock.setTimer(this.rekeyAt - now, () => this.host.onIsakmpRekeyDue(this));
     this.timers.expire = this.env.clock.setTimer(life, () => {
@@ -553,7 +562,13 @@ export class IsakmpSa {
   /** Takes over a phase 2 SA from another ISAKMP SA of the same peer. */
   adopt(c: ChildSa): void {
     this.children.set(c.uid, c);
-    if (c.state === 'installed' || c.state === 'rekeying') this.scheduleChildTimers(c);
+    if (c.state !== 'installed' && c.state !== 'rekeying') return;
+    if (!c.replacedBy) return this.scheduleChildTimers(c);
+    // Superseded by the peer's Quick Mode: never re-keyed (its retirement timer stays), expires here.
+    c.timers.expire?.cancel();
+    c.timers.expire = this.env.clock.setTimer(c.expireAt - this.env.clock.now(), () => {
+      void this.queue.run(() => this.removeChild(c, 'hard lifetime expired'));
+    });
   }
 
   async removeChild(c: ChildSa, reason: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { CoatiError } from '../errors.js';
-import { type ChildSa, destroyChildSecrets, uninstallChild } from '../ikev2/child-sa.js';
+import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import { localIdentity } from '../ikev2/exchanges/auth-pubkey.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
@@ -18,7 +18,7 @@ import {
   V1ExchangeType,
 } from '../wire/ikev1/index.js';
 import { onAggressive, respondAggressive1, startAggressive } from './aggressive.js';
-import { Ikev1Duplicates } from './duplicates.js';
+import { FALLBACK_GRACES, Ikev1Duplicates } from './duplicates.js';
 import {
   confirmLostState,
   deleteChildren,
@@ -30,7 +30,7 @@ import {
 import { IsakmpSa, type IsakmpSaHost, identityKey, type PskGroup } from './isakmp-sa.js';
 import { onMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { authMethodFor } from './proposals.js';
-import { dropPendingQuickModes, onQuickMode, startQuickMode } from './quick-mode.js';
+import { dropPendingQuickModes, initiatingQuickMode, onQuickMode, startQuickMode } from './quick-mode.js';
 
 export interface V1ManagerLimits {
   halfOpenTimeoutMs: number;
@@ -336,7 +336,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     for (const child of peer.children) if (!have.has(child.name)) void sa.queue.run(() => startQuickMode(sa, child));
   }
 
-  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa): void {
+  onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa, peerStartedAt?: number): void {
     // Our own rekey: make-before-break, the new pair carries traffic; delete the old one through the peer.
     // (The peer cannot tell a rekey from a duplicate: it keeps the old pair until our DELETE arrives.)
     const other = rekeyOf && this.sasOf(sa.peerName).find((o) => o.children.get(rekeyOf.uid) === rekeyOf);
@@ -346,11 +346,62 @@ export class Ikev1Manager implements IsakmpSaHost {
       rekeyOf.timers.rekey?.cancel();
       void other.queue.run(() => deleteChildren(other, [rekeyOf], 'rekeyed'));
     }
+    if (peerStartedAt !== undefined) this.peerRekeyed(sa.peerName, child, peerStartedAt);
     // A pair kept after an INITIAL-CONTACT purge has its replacement now.
     void this.retirePurged(sa.peerName, child.name, `replaced by ${child.uid}`);
     // Any other live pair of this child was negotiated independently: a duplicate.
     this.duplicates.onPairInstalled(sa.peerName, child.name);
     this.onPairInstalled?.(sa.remote.addr, sa.label);
+  }
+
+  /**
+   * The peer's Quick Mode installed `child` while no Quick Mode of ours for it was under way
+   * and every other pair of it was older than the peer's QM1: the peer re-keyed (IKEv1 does
+   * not say which pair a Quick Mode replaces; charon, for one, leaves the old pair to expire
+   * and never re-keys it). Those older pairs are superseded (`replacedBy`, still installed):
+   * not re-keyed by us, not weighed by the crossing-streams rule (which could delete the peer's
+   * new pair and keep one the peer no longer maintains), deleted by the peer or, after the
+   * crossing rule's long grace, by us. Should the peer delete the new pair while they are
+   * still here (it was a crossing on its side), they are revived.
+   */
+  private peerRekeyed(name: string, child: ChildSa, peerStartedAt: number): void {
+    const others = this.duplicates.pairs(name, child.name).filter((p) => p.c !== child);
+    if (others.length === 0) return;
+    if (others.some((p) => p.c.state !== 'installed' || p.c.createdAt >= peerStartedAt)) return;
+    if (this.sasOf(name).some((o) => initiatingQuickMode(o, child.name))) return;
+    for (const { c } of others) {
+      // Still 'installed' (its inbound SA may carry the peer's last packets): only superseded.
+      c.replacedBy = child.uid;
+      c.timers.rekey?.cancel();
+      this.peerReplaced.add(c);
+      // The peer did not delete it (charon lets it expire): it goes after the long grace.
+      c.timers.rekey = this.env.clock.setTimer(this.limits.duplicateGraceMs * FALLBACK_GRACES, () => {
+        const owner = this.sasOf(name).find((o) => o.children.get(c.uid) === c);
+        if (!owner || c.state !== 'installed' || c.replacedBy !== child.uid || child.state === 'destroyed') return;
+        void owner.queue.run(() => deleteChildren(owner, [c], `replaced by the peer's ${child.uid}`));
+      });
+      this.env.log.debug('phase 2 pair replaced by the peer', {
+        peer: name,
+        spiIn: spiHex(c.spiIn),
+        by: spiHex(child.spiIn),
+      });
+    }
+  }
+
+  /** Pairs the peer's Quick Mode replaced (peerRekeyed), revived if the peer deletes their replacement. */
+  private readonly peerReplaced = new WeakSet<ChildSa>();
+
+  onChildDeletedByPeer(sa: IsakmpSa, gone: ChildSa): void {
+    const name = sa.peerName;
+    if (this.duplicates.pairs(name, gone.name).length > 0) return;
+    for (const o of this.sasOf(name))
+      for (const c of o.children.values()) {
+        if (c.replacedBy !== gone.uid || c.state !== 'installed' || !this.peerReplaced.has(c)) continue;
+        this.peerReplaced.delete(c);
+        c.replacedBy = undefined;
+        o.scheduleChildTimers(c);
+        this.env.log.debug('phase 2 pair revived', { peer: name, spiIn: spiHex(c.spiIn), deleted: spiHex(gone.spiIn) });
+      }
   }
 
   /** Set by the daemon: a pair with `remote` is installed (kernel SAs a crashed predecessor left with it can go). */

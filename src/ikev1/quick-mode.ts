@@ -62,6 +62,8 @@ interface QuickState {
   onDone?: (ok: boolean, reason: string) => void;
   /** The pair built before our last message (responder: QM2, initiator: QM3); its inbound SA is keyed in the kernel. */
   early?: ChildSa;
+  /** Responder: when the peer's QM1 arrived (the pairs it knew of when it started are older). */
+  startedAt?: number;
 }
 
 const pending = new WeakMap<IsakmpSa, Map<number, QuickState>>();
@@ -81,6 +83,13 @@ export function quickModePending(sa: IsakmpSa, mid: number): boolean {
 /** Quick Modes under this ISAKMP SA that started but have not installed or failed yet. */
 export function quickModesInFlight(sa: IsakmpSa): number {
   return sa.state === 'destroyed' ? 0 : table(sa).size;
+}
+
+/** Whether a Quick Mode we initiated for `child` is under way under this ISAKMP SA. */
+export function initiatingQuickMode(sa: IsakmpSa, child: string): boolean {
+  if (sa.state === 'destroyed') return false;
+  for (const st of table(sa).values()) if (st.role === 'initiator' && st.policy.name === child) return true;
+  return false;
 }
 
 function hashPayload(data: Buffer): V1Payload {
@@ -354,6 +363,7 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
   const peerOa = sel.choice.udp && policy.mode === 'transport' ? peerOriginalAddress(payloads, 'first') : undefined;
   const st: QuickState = {
     role: 'responder',
+    startedAt: sa.env.clock.now(),
     policy,
     reqid,
     spiIn,
@@ -436,8 +446,10 @@ function childTimes(sa: IsakmpSa, st: QuickState): Pick<ChildSa, 'createdAt' | '
   const peer = sa.peer as PeerPolicy;
   const now = sa.env.clock.now();
   // The responder's soft lifetime is shorter by half a margin: the initiator normally rekeys first.
+  // A margin longer than the lifetime (a peer's short lifetime) is cut to half of it, as in phase 1.
   const margin =
-    withJitter(st.policy.rekeyMarginMs, peer.rekeyJitter, sa.env.rand01) / (st.role === 'responder' ? 2 : 1);
+    Math.min(st.lifetimeMs / 2, withJitter(st.policy.rekeyMarginMs, peer.rekeyJitter, sa.env.rand01)) /
+    (st.role === 'responder' ? 2 : 1);
   return { createdAt: now, rekeyAt: now + Math.max(1000, st.lifetimeMs - margin), expireAt: now + st.lifetimeMs };
 }
 
@@ -506,7 +518,7 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
   sa.scheduleChildTimers(child);
   sa.env.keylog?.('esp_sa', espLine(sa, child, 'in'));
   sa.env.keylog?.('esp_sa', espLine(sa, child, 'out'));
-  sa.host.onChildInstalled(sa, child, st.rekeyOf);
+  sa.host.onChildInstalled(sa, child, st.rekeyOf, st.startedAt);
   st.onDone?.(true, 'installed');
 }
 

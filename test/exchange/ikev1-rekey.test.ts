@@ -90,3 +90,96 @@ describe('IKEv1 rekeying', () => {
     expect(b.events.some((e) => e.type === 'initial_contact.purge')).toBe(false);
   });
 });
+
+/**
+ * A peer that re-keys a phase 2 pair the way charon does in IKEv1: a new Quick Mode, and the old
+ * pair left to expire (no DELETE), never re-keyed again. IKEv1 does not say which pair a Quick
+ * Mode replaces, so a responder must take the new pair as the peer's current one: keep it, and
+ * neither re-key nor keep (by the crossing-streams rule) the old one, which the peer no longer
+ * maintains. (Found in interop: coati deleted charon's new pair as a duplicate and kept the old
+ * one, which charon then let expire: no pair left on either side.)
+ */
+describe('IKEv1 rekeying by a peer that leaves the old pair to expire', () => {
+  it("the responder keeps the peer's new pair, does not re-key the old one, drops it after the long grace, 10 seeds", async () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const m = new V1Mesh(seed);
+      const a = m.add('a', '10.0.0.1');
+      const b = m.add('b', '10.0.0.2');
+      m.pair({ dpdDelayMs: 0, ikeLifetimeMs: 24 * 3600_000 }, { lifetimeMs: 120_000, rekeyMarginMs: 20_000 });
+      await a.manager.initiate('b');
+      await m.settle();
+      const [oldB] = installedChildren(b, 'a');
+      const [oldA] = installedChildren(a, 'b');
+      // b re-keys at 10 s; its DELETE for the old pair never arrives (charon sends none).
+      let lossy = false;
+      m.filter = (w) => !(lossy && w.from.addr === b.addr && w.data.length > 28 && w.data[18] === 5);
+      await m.advance(10_000, 1000);
+      lossy = true;
+      const bSa = b.manager.established('a')[0]!;
+      await bSa.queue.run(() => bSa.rekeyChild!(oldB!));
+      await m.settle();
+      const fresh = installedChildren(b, 'a').find((c) => c !== oldB)!;
+      expect(fresh, `seed ${seed}`).toBeDefined();
+      const ctx = `seed ${seed}`;
+      // Until past a's soft lifetime for the old pair (~100 s); b's new pair re-keys at ~110 s.
+      for (let t = 10_000; t < 105_000; t += 1000) {
+        await m.advance(1000, 1000);
+        const newA = installedChildren(a, 'b').find((c) => c.spiIn === fresh.spiOut);
+        expect(newA, `${ctx} at ${t} ms: a still holds b's new pair`).toBeDefined();
+        expect(fresh.state, `${ctx} at ${t} ms`).toBe('installed');
+      }
+      expect(
+        a.events.filter((e) => e.type === 'duplicate.deleted'),
+        ctx,
+      ).toEqual([]);
+      // a never re-keyed the pair b replaced, and dropped it after the long grace.
+      expect(
+        a.events.filter((e) => e.type === 'rekey.started'),
+        ctx,
+      ).toEqual([]);
+      expect(oldA!.state, ctx).toBe('destroyed');
+    }
+  }, 60_000);
+});
+
+describe('IKEv1 phase 1 re-negotiation timing', () => {
+  it('the initiator re-negotiates first: the responder soft lifetime is half a margin later, 10 seeds', async () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const m = new V1Mesh(seed);
+      const a = m.add('a', '10.0.0.1');
+      const b = m.add('b', '10.0.0.2');
+      m.pair({ ikeLifetimeMs: 120_000, rekeyMarginMs: 20_000, rekeyJitter: 0.2, dpdDelayMs: 0 });
+      await a.manager.initiate('b');
+      await m.settle();
+      const [first] = b.manager.established('a');
+      // The responder's soft lifetime is at 110 s at the earliest, the initiator's at 100-104 s.
+      expect(first!.rekeyAt - first!.establishedAt, `seed ${seed}`).toBeGreaterThanOrEqual(110_000);
+      await m.advance(108_000, 1000);
+      const started = (n: V1Node) => n.events.filter((e) => e.type === 'rekey.started' && e.kind === 'ike').length;
+      expect([started(a), started(b)], `seed ${seed}`).toEqual([1, 0]);
+      expect(a.manager.established('b'), `seed ${seed}`).toHaveLength(1);
+      expect(b.manager.established('a'), `seed ${seed}`).toHaveLength(1);
+    }
+  });
+});
+
+describe('IKEv1 phase 2 soft lifetime under a short lifetime', () => {
+  it('a lifetime shorter than the margin re-keys at half of it (initiator), three quarters (responder), not after 1 s', async () => {
+    const { m, a, b } = setup({ dpdDelayMs: 0 }, { lifetimeMs: 6000, rekeyMarginMs: 540_000 });
+    await a.manager.initiate('b');
+    await m.settle();
+    const [ca] = installedChildren(a, 'b');
+    const [cb] = installedChildren(b, 'a');
+    expect(ca!.rekeyAt - ca!.createdAt).toBe(3000);
+    expect(cb!.rekeyAt - cb!.createdAt).toBe(4500);
+    await m.advance(2500, 250);
+    expect(a.events.filter((e) => e.type === 'rekey.started')).toEqual([]);
+    expect(b.events.filter((e) => e.type === 'rekey.started')).toEqual([]);
+    await m.advance(1000, 250);
+    // The initiator re-keyed (make-before-break); the responder took the new pair as the re-key.
+    expect(a.events.filter((e) => e.type === 'rekey.started')).toHaveLength(1);
+    expect(b.events.filter((e) => e.type === 'rekey.started')).toEqual([]);
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    expect(installedChildren(b, 'a')).toHaveLength(1);
+  });
+});
