@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { deleteChildren } from '../../src/ikev1/informational.js';
 import { installedChildren, V1Mesh, type V1Node } from '../helpers/ike1-pair.js';
 
 function setup(over = {}, child = {}) {
@@ -181,5 +182,36 @@ describe('IKEv1 phase 2 soft lifetime under a short lifetime', () => {
     expect(b.events.filter((e) => e.type === 'rekey.started')).toEqual([]);
     expect(installedChildren(a, 'b')).toHaveLength(1);
     expect(installedChildren(b, 'a')).toHaveLength(1);
+  });
+});
+
+describe('IKEv1 pair superseded by the peer, then its replacement deleted', () => {
+  it('the superseded pair is current again: it is re-keyed at its soft lifetime', async () => {
+    const { m, a, b } = setup(
+      { dpdDelayMs: 0, ikeLifetimeMs: 24 * 3600_000 },
+      { lifetimeMs: 120_000, rekeyMarginMs: 20_000 },
+    );
+    await a.manager.initiate('b');
+    await m.settle();
+    const [oldA] = installedChildren(a, 'b');
+    const [oldB] = installedChildren(b, 'a');
+    await m.advance(10_000, 1000);
+    // b re-keys without a DELETE for the old pair (as charon does) ...
+    m.filter = (w) => !(w.from.addr === b.addr && w.data.length > 28 && w.data[18] === 5);
+    const bSa = b.manager.established('a')[0]!;
+    await bSa.queue.run(() => bSa.rekeyChild!(oldB!));
+    await m.settle();
+    expect(oldA!.replacedBy).toBeDefined();
+    // ... then deletes the new pair (a crossing loser on its side): a's old pair is current again.
+    m.filter = undefined;
+    const fresh = installedChildren(b, 'a').find((c) => c !== oldB)!;
+    await bSa.queue.run(() => deleteChildren(bSa, [fresh], 'test: duplicate'));
+    await m.settle();
+    expect(oldA!.state).toBe('installed');
+    expect(oldA!.replacedBy).toBeUndefined();
+    expect(a.events.filter((e) => e.type === 'rekey.started')).toEqual([]);
+    await m.advance(95_000, 1000);
+    expect(a.events.filter((e) => e.type === 'rekey.started' && e.kind === 'child')).toHaveLength(1);
+    expect(installedChildren(a, 'b').some((c) => c !== oldA)).toBe(true);
   });
 });
