@@ -263,6 +263,10 @@ export class Ikev2Manager implements IkeSaHost {
         this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
       }
       if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      // A lost relationship with dpd_action = restart is wanted from here on, even if we only ever
+      // answered: say so before the SA goes, so its policies stay (as traps) and the traffic
+      // waits for the re-initiation instead of leaving in clear text meanwhile.
+      if (rt && phase !== 'establish' && rt.policy.dpdAction === 'restart') rt.wantUp = true;
       // A timed-out attempt already waited this long for an answer since it last sent.
       const sentAt = sa.tm.lastRequestSentAt;
       const silentMs = sentAt ? this.env.clock.now() - sentAt : 0;
