@@ -2,8 +2,11 @@
  * Interop: coati ↔ strongSwan charon, IKEv1 dead peer detection (RFC 3706), with coati as
  * Main Mode initiator and as responder.
  *
- * coati (198.51.100.1, memory kernel backend) runs DPD with delay 1 s / timeout 2 s;
- * charon (198.51.100.2, kernel-libipsec) with dpd_delay 1 s / dpd_timeout 2 s. Each case:
+ * coati (198.51.100.1, memory kernel backend) runs DPD with delay 2 s / timeout 2 s;
+ * charon (198.51.100.2, kernel-libipsec) with dpd_delay 1 s / dpd_timeout 2 s. IKEv1 DPD
+ * probes only an idle SA and a peer's R-U-THERE is traffic: with equal delays whichever end
+ * probes first keeps the other quiet (under load coati often won, and charon sent none), so
+ * charon's shorter delay makes it the end that probes while both are up. Each case:
  *  1. coati answers charon's R-U-THEREs: after several of charon's DPD timeouts charon
  *     still has the same ISAKMP SA (same cookies, which coati's status lists too);
  *  2. charon is SIGKILLed: coati sends R-U-THEREs that go unanswered and declares charon
@@ -24,13 +27,20 @@ import { CHARON, COATI, charonConn, charonPair, clearCharonSas, coatiPeer } from
 import { Coati, decodeWithKeylog, keylogDisagreements, stopCapture, tsharkErrors } from '../helpers/coati-proc.js';
 
 const PSK = 'coati-v1-interop-dpd-NOT-A-SECRET';
-const DPD_DELAY_MS = 1000;
+/** coati's DPD delay; charon's is half of it, so charon probes while both are up. */
+const DPD_DELAY_MS = 2000;
+const CHARON_DPD_DELAY_MS = 1000;
 const DPD_TIMEOUT_MS = 2000;
 /** Timer and process scheduling under CI load (2 cores, other suites running). */
 const SLACK_MS = 1500;
 
 const SUITE = { version: 1, ike: 'aes128-sha256-modp2048', esp: 'aes128-sha256', psk: PSK } as const;
-const CONN = charonConn({ ...SUITE, dpdDelay: '1s', dpdTimeout: '2s', child: { dpdAction: 'clear' } });
+const CONN = charonConn({
+  ...SUITE,
+  dpdDelay: `${CHARON_DPD_DELAY_MS / 1000}s`,
+  dpdTimeout: '2s',
+  child: { dpdAction: 'clear' },
+});
 
 type Ev = { type: string; time?: string; [k: string]: unknown };
 const at = (e: Ev | undefined) => (e?.time ? Date.parse(e.time) : Number.NaN);
@@ -133,7 +143,7 @@ describe('interop coati ↔ charon: IKEv1 DPD', () => {
 
         // 1. charon probes every second and gives up after 2 s without an answer: coati answers.
         const logFrom = charon.logText().length;
-        await sleep(3 * DPD_DELAY_MS + DPD_TIMEOUT_MS);
+        await sleep(3 * CHARON_DPD_DELAY_MS + DPD_TIMEOUT_MS);
         const still = await charonUp();
         expect(still.ike.initiatorSpi, context()).toBe(first.ike.initiatorSpi);
         expect(still.ike.responderSpi).toBe(first.ike.responderSpi);
