@@ -188,10 +188,14 @@ export function partitionScenarios(s: ScenarioSetup & { unreachable60s?: boolean
     fault = await partition(n2.ns, { peer: n1.addr });
     return Date.now();
   };
+  // The moment the heal starts, not when the nft command returns: a re-initiation that
+  // happens to cross while nft is still exiting completes before that (CI saw a whole
+  // exchange logged ahead of a later timestamp, and the flow "after the heal" never came).
   const heal = async () => {
+    const at = Date.now();
     await fault?.heal();
     fault = undefined;
-    return Date.now();
+    return at;
   };
   const deadLine = (n: DaemonNode, peer: DaemonNode, after: number) =>
     m.firstLine(n, (l) => l.event === 'liveness.dead' && l.peer === peer.name, after);
