@@ -2,7 +2,9 @@
  * One coati IKEv2 engine in its own process, for bench/handshake.ts, driving an
  * `Ikev2Manager` through the shared peer harness (bench/handshake-peer-harness.ts:
  * UDP sockets in a namespace, MemoryKernel, system clock, policies, IPC protocol).
- * `established` counts completed IKE SAs (IKE_AUTH with the first Child SA).
+ * `established` counts first Child SAs installed in the (memory) kernel: an IKE SA
+ * is complete once its IKE_AUTH's Child SA is in, which on the initiator comes after
+ * `handshake.completed` (the install is awaited after authentication).
  */
 import { Ikev2Manager } from '../src/ikev2/manager.js';
 import { ESP_GCM, IKE_GCM_X25519, peerPolicy } from '../test/helpers/ike-pair.js';
@@ -21,7 +23,7 @@ runPeer({
       { ...p.child, espProposals: [ESP_GCM] },
     ),
   count(ev, c) {
-    if (ev.type !== 'handshake.completed') return false;
+    if (ev.type !== 'child.state' || ev.from !== 'creating' || ev.to !== 'installed') return false;
     c.established++;
     return true;
   },
