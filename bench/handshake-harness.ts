@@ -235,7 +235,15 @@ function ask<T>(peers: [ChildProcess, ChildProcess], type: string, answer: strin
 function forkPeer(script: string, opts: HandshakeBenchOptions, label: string): ChildProcess {
   const execArgv = ['--expose-gc', ...(process.env.COATI_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
   if (opts.profileDir)
-    execArgv.push('--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${label}.cpuprofile`);
+    execArgv.push(
+      '--cpu-prof',
+      '--cpu-prof-interval',
+      '100',
+      '--cpu-prof-dir',
+      opts.profileDir,
+      '--cpu-prof-name',
+      `${label}.cpuprofile`,
+    );
   return fork(join(HERE, script), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
