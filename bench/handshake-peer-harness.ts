@@ -14,6 +14,9 @@
  * bench/handshake-peer.ts and bench/handshake-v1-peer.ts only say which engine
  * to build, with which policies, and which events count.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { join } from 'node:path';
 import { defaultRandom } from '../src/crypto/random.js';
 import type { Endpoint, EngineEnv, EngineEvent, OutboundDatagram } from '../src/ikev2/env.js';
 import { MemoryKernel } from '../src/kernel/memory/memory-kernel.js';
@@ -138,12 +141,14 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
   let cpuStart: NodeJS.CpuUsage = { user: 0, system: 0 };
   let finished = false;
   let deadline: NodeJS.Timeout | undefined;
+  let heapProf: ReturnType<typeof startHeapSampling> | undefined;
 
   const finish = async (timedOut: boolean): Promise<void> => {
     if (finished || !setup) return;
     finished = true;
     const elapsedMs = performance.now() - startAt;
     const cpu = process.cpuUsage(cpuStart);
+    if (heapProf) await heapProf.stop(setup.role);
     if (deadline) clearTimeout(deadline);
     const done: PeerDone = {
       type: 'done',
@@ -243,6 +248,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
         if (!setup || !manager) return;
         const s = setup;
         const mgr = manager;
+        if (process.env.COATI_BENCH_HEAPPROF) heapProf = startHeapSampling(process.env.COATI_BENCH_HEAPPROF);
         cpuStart = process.cpuUsage();
         startAt = performance.now();
         deadline = setTimeout(() => void finish(true), s.deadlineMs);
@@ -259,4 +265,30 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
         break;
     }
   });
+}
+
+/**
+ * Allocation sampling over the measured window (COATI_BENCH_HEAPPROF=<dir>): every
+ * sampled allocation, including what the young and old generation GCs collected, so
+ * the profile shows where the garbage comes from. Written as <dir>/<role>.heapprofile.
+ */
+function startHeapSampling(dir: string): { stop(role: string): Promise<void> } {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((res, rej) => session.post(method, params ?? {}, (err, r) => (err ? rej(err) : res(r))));
+  const started = post('HeapProfiler.startSampling', {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return {
+    async stop(role) {
+      await started;
+      const r = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${role}.heapprofile`), JSON.stringify(r.profile));
+      session.disconnect();
+    },
+  };
 }
