@@ -9,7 +9,14 @@ import { createKeyExchange, type KeyExchange } from '../crypto/dh.js';
 import { hashesEqual, quickModeHash1, quickModeHash2, quickModeHash3, quickModeKeymat } from '../crypto/ikev1/index.js';
 import { DirectionKeys } from '../crypto/ikev2/keys.js';
 import { encrKeyMaterialSize, integKeyMaterialSize } from '../crypto/transforms.js';
-import { type ChildSa, childPolicies, inboundSaSpec, installChild, outboundSaSpec, spiHex } from '../ikev2/child-sa.js';
+import {
+  type ChildSa,
+  holdChildPolicies,
+  inboundSaSpec,
+  installChild,
+  outboundSaSpec,
+  spiHex,
+} from '../ikev2/child-sa.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import { contains, type TrafficSelector } from '../sa/traffic-selector.js';
 import { withJitter } from '../util/clock.js';
@@ -489,18 +496,7 @@ async function install(sa: IsakmpSa, st: QuickState): Promise<void> {
     if (early) {
       // The inbound SA went in before QM2/QM3 was sent: the outbound SA and the policies now.
       await sa.env.kernel.addSa(outboundSaSpec(child, sa.local, sa.remote));
-      await sa.host.book.hold(
-        child.reqid,
-        child.uid,
-        childPolicies({
-          reqid: child.reqid,
-          mode: child.mode,
-          localTs: child.localTs,
-          remoteTs: child.remoteTs,
-          local: sa.local.addr,
-          remote: sa.remote.addr,
-        }),
-      );
+      await holdChildPolicies(sa.host.book, child, sa.local, sa.remote);
     } else {
       await installChild(sa.env.kernel, sa.host.book, child, sa.local, sa.remote);
     }

@@ -148,6 +148,25 @@ export function childPolicies(args: {
   return out;
 }
 
+/** The kernel policies of a child (a negotiated pair, or a configured child's traps) between two addresses. */
+export function childPoliciesFor(
+  reqid: number,
+  child: {
+    readonly mode: 'tunnel' | 'transport';
+    readonly localTs: readonly TrafficSelector[];
+    readonly remoteTs: readonly TrafficSelector[];
+  },
+  local: string,
+  remote: string,
+): PolicySpec[] {
+  return childPolicies({ reqid, mode: child.mode, localTs: child.localTs, remoteTs: child.remoteTs, local, remote });
+}
+
+/** Holds a pair's policies in the book (the pair is a holder until it releases them). */
+export function holdChildPolicies(book: PolicyBook, child: ChildSa, local: Endpoint, remote: Endpoint): Promise<void> {
+  return book.hold(child.reqid, child.uid, childPoliciesFor(child.reqid, child, local.addr, remote.addr));
+}
+
 /** Installs both SAs (inbound replaces the larval SA from SPI allocation) and holds the policies. */
 export async function installChild(
   kernel: KernelIpsec,
@@ -158,18 +177,7 @@ export async function installChild(
 ): Promise<void> {
   await kernel.updateSa(inboundSaSpec(child, local, remote));
   await kernel.addSa(outboundSaSpec(child, local, remote));
-  await book.hold(
-    child.reqid,
-    child.uid,
-    childPolicies({
-      reqid: child.reqid,
-      mode: child.mode,
-      localTs: child.localTs,
-      remoteTs: child.remoteTs,
-      local: local.addr,
-      remote: remote.addr,
-    }),
-  );
+  await holdChildPolicies(book, child, local, remote);
 }
 
 /** Removes both SAs (tolerating ones already gone) and releases the policies. */
