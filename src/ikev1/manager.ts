@@ -1,10 +1,10 @@
-import { CoatiError } from '../errors.js';
 import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import { localIdentity } from '../ikev2/exchanges/auth-pubkey.js';
-import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
+import type { PeerRuntime } from '../ikev2/peer-runtime.js';
 import { PolicyBook } from '../ikev2/policy-book.js';
 import { type Identity, sameIdentity } from '../sa/identity.js';
+import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
 import type { Timer } from '../util/clock.js';
@@ -113,13 +113,12 @@ export class Ikev1Manager implements IsakmpSaHost {
   private readonly byPeer = new Map<string, Set<IsakmpSa>>();
   /** SAs per authenticated remote identity (`identityKey`): INITIAL-CONTACT looks only there. */
   private readonly byRemoteId = new Map<string, Set<IsakmpSa>>();
-  private readonly peers = new Map<string, PeerRuntime>();
-  private readonly contacted = new Set<string>();
+  /** Peers' runtime state, dead-peer actions, retries, traps (shared with IKEv2). */
+  private readonly sup: PeerSupervisor;
   /** Pairs of ISAKMP SAs dropped because the peer lost its state, per peer name, until replaced. */
   private readonly purged = new Map<string, PurgedPair[]>();
   /** INVALID-COOKIE answers sent in the current one-second window. */
   private invalidCookieWindow = { at: -Infinity, count: 0 };
-  private nextReqid: number;
   private uidSeq = 0;
   private readonly limits: V1ManagerLimits;
   private readonly duplicates: Ikev1Duplicates;
@@ -131,26 +130,26 @@ export class Ikev1Manager implements IsakmpSaHost {
   ) {
     this.limits = { ...DEFAULT_V1_LIMITS, ...limits };
     this.book = book ?? new PolicyBook(env.kernel);
-    // As in IKEv2: while a relationship is wanted (restart) or on demand (trap), its
-    // policies outlive its SAs, so traffic is held instead of leaving in clear text.
-    this.book.addRetainer((reqid) => {
-      const rt = [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
-      if (!rt) return false;
-      return (
-        rt.policy.dpdAction === 'trap' || rt.policy.start === 'trap' || (rt.wantUp && rt.policy.dpdAction === 'restart')
-      );
+    // Stopping (refuseNewSas) gates every initiation of the supervisor's own; a scheduled
+    // retry that fails (e.g. STOPPING) is ignored.
+    this.sup = new PeerSupervisor(this, {
+      version: 1,
+      reqidBase: this.limits.reqidBase,
+      stopping: () => this.refusing,
+      retryRejections: 'ignored',
     });
-    this.nextReqid = this.limits.reqidBase;
     this.duplicates = new Ikev1Duplicates(this, this.limits.duplicateGraceMs);
   }
 
   // ---- configuration -------------------------------------------------------
 
   setPeer(policy: PeerPolicy): void {
-    const rt = this.peers.get(policy.name);
-    if (rt) rt.policy = policy;
-    else this.peers.set(policy.name, newPeerRuntime(policy));
+    this.sup.setPolicy(policy);
     this.configChanged();
+  }
+
+  private get peers(): Map<string, PeerRuntime> {
+    return this.sup.peers;
   }
 
   private configChanged(): void {
@@ -193,17 +192,11 @@ export class Ikev1Manager implements IsakmpSaHost {
   // ---- IsakmpSaHost ----------------------------------------------------------
 
   reqidFor(peer: string, child: string): number {
-    const map = this.peers.get(peer)?.reqids ?? new Map<string, number>();
-    let r = map.get(child);
-    if (r === undefined) {
-      r = this.nextReqid++;
-      map.set(child, r);
-    }
-    return r;
+    return this.sup.reqidFor(peer, child);
   }
 
   wantsInitialContact(peer: PeerPolicy): boolean {
-    return !this.contacted.has(peer.name);
+    return this.sup.wantsInitialContact(peer);
   }
 
   candidatesFor(remote: Endpoint): PeerPolicy[] {
@@ -287,14 +280,7 @@ export class Ikev1Manager implements IsakmpSaHost {
   onEstablished(sa: IsakmpSa, initialContact: boolean): void {
     const peer = sa.peer as PeerPolicy;
     this.dropHalfOpen(sa);
-    this.contacted.add(peer.name);
-    const rt = this.peers.get(peer.name);
-    if (rt) {
-      rt.failures = 0;
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-      rt.lastError = undefined;
-    }
+    this.sup.onUp(peer.name);
     this.env.emit({
       type: 'handshake.completed',
       peer: peer.name,
@@ -413,19 +399,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     void sa.queue.run(async () => {
       if (sa.state === 'destroyed') return;
       const wasUp = sa.isUp;
-      if (phase === 'establish') {
-        this.env.emit({
-          type: 'handshake.failed',
-          peer: sa.peerName,
-          version: 1,
-          role: sa.role,
-          reason: sa.lastError?.code ?? 'TIMEOUT',
-          detail: reason,
-        });
-      } else {
-        this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
-      }
-      if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      this.sup.onSaFailed(rt, sa, reason, phase);
       // A timed-out attempt already waited this long for an answer since it last sent.
       const silentMs = sa.lastSentAt ? this.env.clock.now() - sa.lastSentAt : 0;
       // The peer is alive but lost its state (it said INVALID-COOKIE): its kernel may still
@@ -434,7 +408,7 @@ export class Ikev1Manager implements IsakmpSaHost {
         this.keepPurgedPairs(name, sa, 'peer lost its state');
       await sa.destroy(reason);
       if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
-      if (rt) await this.afterLoss(rt, phase, silentMs);
+      if (rt) await this.sup.afterLoss(rt, phase, silentMs);
     });
   }
 
@@ -450,10 +424,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     }
     await sa.destroy(heir ? 'deleted after phase 1 re-negotiation' : 'ISAKMP SA deleted');
     const rt = name ? this.peers.get(name) : undefined;
-    if (!heir && rt && this.established(rt.policy.name).length === 0) {
-      this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
-      await this.afterLoss(rt, 'deleted');
-    }
+    if (!heir && rt) await this.sup.onDeletedByPeer(rt);
   }
 
   onIsakmpRekeyDue(sa: IsakmpSa): void {
@@ -486,109 +457,37 @@ export class Ikev1Manager implements IsakmpSaHost {
     else this.halfOpenPerAddr.delete(ho.addr);
   }
 
-  // ---- what follows a loss -----------------------------------------------------
+  // ---- traps, ACQUIRE, start-up (logic in sa/peer-supervision.ts) -------------------
 
-  private async afterLoss(rt: PeerRuntime, why: 'establish' | 'liveness' | 'deleted', silentMs = 0): Promise<void> {
-    if (this.refusing) return;
-    if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
-    if (why === 'establish') {
-      if (rt.wantUp) this.scheduleRetry(rt, silentMs);
-      return;
-    }
-    const action = rt.policy.dpdAction;
-    if (action === 'restart') {
-      rt.wantUp = true;
-      rt.failures = 0;
-      await this.initiate(rt.policy.name);
-    } else if (action === 'trap') {
-      await this.installTraps(rt);
-    } else {
-      rt.wantUp = false;
-    }
+  /** Trap policies for every configured child: the next packet's ACQUIRE starts a negotiation. */
+  installTraps(rt: PeerRuntime): Promise<void> {
+    return this.sup.installTraps(rt);
   }
 
-  /**
-   * The next attempt after a failed one: the backoff counts from the failed attempt's last
-   * transmission (`silentMs` ago), so its final retransmission wait and the backoff do not
-   * add up to a long silence in which a healed path goes unnoticed.
-   */
-  private scheduleRetry(rt: PeerRuntime, silentMs = 0): void {
-    rt.failures++;
-    const backoff = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
-    const wait = Math.max(0, backoff - silentMs);
-    rt.retryTimer?.cancel();
-    rt.nextRetryAt = this.env.clock.now() + wait;
-    rt.retryTimer = this.env.clock.setTimer(wait, () => {
-      rt.retryTimer = undefined;
-      if (rt.wantUp && this.peers.get(rt.policy.name) === rt) void this.initiate(rt.policy.name).catch(() => {});
-    });
-  }
-
-  async installTraps(rt: PeerRuntime): Promise<void> {
-    const { childPolicies } = await import('../ikev2/child-sa.js');
-    const p = rt.policy;
-    const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
-    for (const child of p.children) {
-      const reqid = this.reqidFor(p.name, child.name);
-      await this.book.trap(
-        reqid,
-        childPolicies({
-          reqid,
-          mode: child.mode,
-          localTs: child.localTs,
-          remoteTs: child.remoteTs,
-          local,
-          remote: p.remoteAddress,
-        }),
-      );
-    }
-  }
-
-  async onAcquire(reqid: number): Promise<void> {
-    if (this.refusing) return;
-    for (const rt of this.peers.values()) {
-      if (![...rt.reqids.values()].includes(reqid)) continue;
-      if (this.established(rt.policy.name).length || this.connecting(rt.policy.name).length) return;
-      rt.wantUp = true;
-      await this.initiate(rt.policy.name);
-      return;
-    }
-  }
-
-  private async sourceFor(remote: string): Promise<string> {
-    return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  /** Kernel ACQUIRE for one of our reqids: bring the owning peer up (not while stopping). */
+  onAcquire(reqid: number): Promise<void> {
+    return this.sup.onAcquire(reqid);
   }
 
   // ---- operator / daemon API ---------------------------------------------------
 
-  /** Brings up `start = now` peers (with jitter) and installs traps for `start = trap`. */
+  /**
+   * Brings up `start = now` peers (each after its own jitter, all at once: no concurrency
+   * cap as IKEv2's start has) and installs traps for `start = trap`.
+   */
   async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
-    for (const rt of this.peers.values()) {
-      if (rt.policy.version !== 1) continue;
-      if (rt.policy.start === 'trap') await this.installTraps(rt);
-      if (rt.policy.start === 'now') {
-        rt.wantUp = true;
-        const name = rt.policy.name;
-        this.env.clock.setTimer(this.env.rand01() * (pacing.jitterMs ?? 0), () => {
-          if (rt.wantUp && !this.established(name).length && !this.connecting(name).length)
-            void this.initiate(name).catch(() => {});
-        });
-      }
-    }
+    await this.sup.startPeers((rt) => {
+      this.env.clock.setTimer(this.env.rand01() * (pacing.jitterMs ?? 0), () => {
+        if (this.sup.stillDue(rt)) void this.initiate(rt.policy.name).catch(() => {});
+      });
+    });
   }
 
   /** Starts a new ISAKMP SA (Main Mode, or Aggressive when the policy enables it); Quick Modes follow. */
   async initiate(name: string, replacing?: IsakmpSa): Promise<IsakmpSa> {
-    const rt = this.peers.get(name);
-    if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
-    if (rt.policy.version !== 1)
-      throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
-    if (this.refusing) throw new CoatiError('STOPPING', `not initiating to "${name}": the daemon is stopping`);
-    rt.wantUp = true;
-    rt.retryTimer?.cancel();
-    rt.retryTimer = undefined;
+    const rt = this.sup.beginInitiate(name);
     const p = rt.policy;
-    const local = { addr: p.localAddress ?? (await this.sourceFor(p.remoteAddress)), port: 500 };
+    const local = { addr: p.localAddress ?? (await this.sup.sourceFor(p.remoteAddress)), port: 500 };
     let cookie: Buffer;
     do cookie = this.env.random(8);
     while (cookie.equals(ZERO) || this.byInitiatorCookie.has(hex(cookie)));
@@ -619,20 +518,12 @@ export class Ikev1Manager implements IsakmpSaHost {
    */
   refuseNewSas(): void {
     this.refusing = true;
-    for (const rt of this.peers.values()) {
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-    }
+    this.sup.cancelRetries();
   }
 
   /** Deletes the peer's phase 2 and ISAKMP SAs through the peer and stops wanting it up. */
   async terminate(name: string): Promise<number> {
-    const rt = this.peers.get(name);
-    if (rt) {
-      rt.wantUp = false;
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-    }
+    this.sup.stopWanting(name);
     const sas = this.sasOf(name);
     await Promise.all(sas.map((sa) => sa.queue.run(() => this.deleteSa(sa, 'terminated by operator'))));
     await this.retirePurged(name, undefined, 'terminated by operator');
@@ -922,7 +813,7 @@ export class Ikev1Manager implements IsakmpSaHost {
 
   /** Stops every timer; with `keepKernel` kernel SAs and policies stay (restart handover). */
   async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
-    for (const rt of this.peers.values()) rt.retryTimer?.cancel();
+    this.sup.cancelRetries();
     this.duplicates.close();
     await Promise.all(this.allSas().map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
     for (const [peer, list] of [...this.purged]) {

@@ -1,8 +1,8 @@
-import { CoatiError } from '../errors.js';
 import type { SaInfo } from '../kernel/types.js';
 import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 import type { Identity } from '../sa/identity.js';
 import { sameIdentity } from '../sa/identity.js';
+import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
 import { MalformedMessageError } from '../wire/errors.js';
@@ -26,14 +26,14 @@ import {
   restoreCheckpoint,
   snapshotManager,
 } from './checkpoint.js';
-import { childPolicies, outboundSaSpec } from './child-sa.js';
+import { outboundSaSpec } from './child-sa.js';
 import { CookieJar } from './cookies.js';
 import type { Endpoint, EngineEnv } from './env.js';
 import { IkeAuthTask } from './exchanges/ike-auth.js';
 import { evaluateInitRequest, IkeInitTask } from './exchanges/ike-init.js';
 import { IkeSa, type IkeSaHost } from './ike-sa.js';
 import { findNotify, P } from './payloads.js';
-import { newPeerRuntime, type PeerRuntime, restartBackoff } from './peer-runtime.js';
+import type { PeerRuntime } from './peer-runtime.js';
 import { PolicyBook } from './policy-book.js';
 import { encodePlain } from './protect.js';
 import type { InboundMessage } from './task-manager.js';
@@ -82,10 +82,9 @@ export class Ikev2Manager implements IkeSaHost {
   readonly book: PolicyBook;
   private readonly bySpi = new Map<string, IkeSa>();
   private readonly halfOpen = new Map<string, IkeSa>();
-  private readonly peers = new Map<string, PeerRuntime>();
+  /** Peers' runtime state, dead-peer actions, retries, traps (shared with IKEv1). */
+  private readonly sup: PeerSupervisor;
   private readonly cookies: CookieJar;
-  private readonly contacted = new Set<string>();
-  private nextReqid: number;
   private uidSeq = 0;
   private invalidSpiWindow = { at: 0, count: 0 };
   private readonly limits: ManagerLimits;
@@ -96,25 +95,21 @@ export class Ikev2Manager implements IkeSaHost {
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.book = new PolicyBook(env.kernel, this.limits.policyPriorityBase);
-    this.book.addRetainer((reqid) => {
-      const rt = [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
-      if (!rt) return false;
-      // Never leak: while the relationship is wanted (restart) or on demand (trap), keep the policies.
-      return (
-        rt.policy.dpdAction === 'trap' || rt.policy.start === 'trap' || (rt.wantUp && rt.policy.dpdAction === 'restart')
-      );
-    });
+    // No stopping gate: refuseNewSas stops answering IKE_SA_INIT and cancels pending retries,
+    // but a dead-peer restart or an ACQUIRE still initiates. A retry's rejection is not caught.
+    this.sup = new PeerSupervisor(this, { version: 2, reqidBase: this.limits.reqidBase, retryRejections: 'unhandled' });
     this.cookies = new CookieJar(env.random, () => env.clock.now());
-    this.nextReqid = this.limits.reqidBase;
+  }
+
+  private get peers(): Map<string, PeerRuntime> {
+    return this.sup.peers;
   }
 
   // ---- configuration -------------------------------------------------------
 
   /** Adds or replaces a peer policy (existing SAs keep the policy they were made with until replaced). */
   setPeer(policy: PeerPolicy): void {
-    const rt = this.peers.get(policy.name);
-    if (rt) rt.policy = policy;
-    else this.peers.set(policy.name, newPeerRuntime(policy));
+    this.sup.setPolicy(policy);
     this.peerIndexCache = undefined;
   }
 
@@ -182,14 +177,7 @@ export class Ikev2Manager implements IkeSaHost {
   // ---- IkeSaHost -----------------------------------------------------------
 
   reqidFor(peer: string, child: string): number {
-    const rt = this.peers.get(peer);
-    const map = rt?.reqids ?? new Map<string, number>();
-    let r = map.get(child);
-    if (r === undefined) {
-      r = this.nextReqid++;
-      map.set(child, r);
-    }
-    return r;
+    return this.sup.reqidFor(peer, child);
   }
 
   newSpi(): Buffer {
@@ -209,7 +197,7 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   wantsInitialContact(peer: PeerPolicy): boolean {
-    return !this.contacted.has(peer.name);
+    return this.sup.wantsInitialContact(peer);
   }
 
   onEstablished(sa: IkeSa, initialContact: boolean): void {
@@ -218,14 +206,7 @@ export class Ikev2Manager implements IkeSaHost {
     if (!peer) return;
     this.indexSa(sa);
     this.startDone(peer.name);
-    this.contacted.add(peer.name);
-    const rt = this.peers.get(peer.name);
-    if (rt) {
-      rt.failures = 0;
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-      rt.lastError = undefined;
-    }
+    this.sup.onUp(peer.name);
     this.env.emit({
       type: 'handshake.completed',
       peer: peer.name,
@@ -249,20 +230,8 @@ export class Ikev2Manager implements IkeSaHost {
     const rt = name ? this.peers.get(name) : undefined;
     void sa.queue.run(async () => {
       const wasUp = sa.state === 'established' || sa.state === 'rekeying';
-      if (phase === 'establish') {
-        if (name) this.startDone(name);
-        this.env.emit({
-          type: 'handshake.failed',
-          peer: sa.peerName,
-          version: 2,
-          role: sa.role,
-          reason: sa.lastError?.code ?? 'TIMEOUT',
-          detail: reason,
-        });
-      } else {
-        this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
-      }
-      if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+      if (phase === 'establish' && name) this.startDone(name);
+      this.sup.onSaFailed(rt, sa, reason, phase);
       // A lost relationship with dpd_action = restart is wanted from here on, even if we only ever
       // answered: say so before the SA goes, so its policies stay (as traps) and the traffic
       // waits for the re-initiation instead of leaving in clear text meanwhile.
@@ -272,7 +241,7 @@ export class Ikev2Manager implements IkeSaHost {
       const silentMs = sentAt ? this.env.clock.now() - sentAt : 0;
       await sa.destroy(reason);
       if (wasUp && name) this.env.emit({ type: 'peer.down', peer: name, reason });
-      if (rt) await this.afterLoss(rt, phase, silentMs);
+      if (rt) await this.sup.afterLoss(rt, phase, silentMs);
     });
   }
 
@@ -281,10 +250,7 @@ export class Ikev2Manager implements IkeSaHost {
     const rt = name ? this.peers.get(name) : undefined;
     if (!rt || sa.rekeyedAway) return;
     // A graceful stop of the peer (or an operator's terminate there): follow the configured action.
-    if (this.established(rt.policy.name).length === 0) {
-      this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
-      void this.afterLoss(rt, 'deleted');
-    }
+    void this.sup.onDeletedByPeer(rt);
   }
 
   // ---- kernel state left by a previous incarnation ----------------------------
@@ -375,81 +341,16 @@ export class Ikev2Manager implements IkeSaHost {
     this.indexSa(fresh);
   }
 
-  // ---- what follows a loss ---------------------------------------------------
-
-  /** Applies the peer's dead-peer action after its last SA went away. */
-  private async afterLoss(
-    rt: PeerRuntime,
-    why: 'establish' | 'liveness' | 'exchange' | 'deleted',
-    silentMs = 0,
-  ): Promise<void> {
-    if (this.established(rt.policy.name).length > 0 || this.connecting(rt.policy.name).length > 0) return;
-    const action = rt.policy.dpdAction;
-    if (why === 'establish') {
-      if (rt.wantUp) this.scheduleRetry(rt, silentMs);
-      return;
-    }
-    if (action === 'restart') {
-      rt.wantUp = true;
-      rt.failures = 0;
-      await this.initiate(rt.policy.name);
-    } else if (action === 'trap') {
-      await this.installTraps(rt);
-    } else {
-      rt.wantUp = false;
-    }
-  }
-
-  /**
-   * The next attempt after a failed one: the backoff counts from the failed attempt's last
-   * transmission (`silentMs` ago), so its final retransmission wait and the backoff do not
-   * add up to a long silence in which a healed path goes unnoticed.
-   */
-  private scheduleRetry(rt: PeerRuntime, silentMs = 0): void {
-    rt.failures++;
-    const backoff = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
-    const wait = Math.max(0, backoff - silentMs);
-    rt.retryTimer?.cancel();
-    rt.nextRetryAt = this.env.clock.now() + wait;
-    rt.retryTimer = this.env.clock.setTimer(wait, () => {
-      rt.retryTimer = undefined;
-      if (rt.wantUp && this.peers.get(rt.policy.name) === rt) void this.initiate(rt.policy.name);
-    });
-  }
+  // ---- traps and ACQUIRE (logic in sa/peer-supervision.ts) ----------------------
 
   /** Trap policies for every configured child: the next packet's ACQUIRE starts a negotiation. */
-  async installTraps(rt: PeerRuntime): Promise<void> {
-    const p = rt.policy;
-    const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
-    for (const child of p.children) {
-      const reqid = this.reqidFor(p.name, child.name);
-      await this.book.trap(
-        reqid,
-        childPolicies({
-          reqid,
-          mode: child.mode,
-          localTs: child.localTs,
-          remoteTs: child.remoteTs,
-          local,
-          remote: p.remoteAddress,
-        }),
-      );
-    }
+  installTraps(rt: PeerRuntime): Promise<void> {
+    return this.sup.installTraps(rt);
   }
 
   /** Kernel ACQUIRE for one of our reqids: bring the owning peer up. */
-  async onAcquire(reqid: number): Promise<void> {
-    for (const rt of this.peers.values()) {
-      if (![...rt.reqids.values()].includes(reqid)) continue;
-      if (this.established(rt.policy.name).length || this.connecting(rt.policy.name).length) return;
-      rt.wantUp = true;
-      await this.initiate(rt.policy.name);
-      return;
-    }
-  }
-
-  private async sourceFor(remote: string): Promise<string> {
-    return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  onAcquire(reqid: number): Promise<void> {
+    return this.sup.onAcquire(reqid);
   }
 
   // ---- start-up -------------------------------------------------------------------
@@ -469,14 +370,7 @@ export class Ikev2Manager implements IkeSaHost {
     this.pacing = { ...this.pacing, ...pacing };
     await this.adoptOrphans();
     const now: string[] = [];
-    for (const rt of this.peers.values()) {
-      if (rt.policy.version !== 2) continue;
-      if (rt.policy.start === 'trap') await this.installTraps(rt);
-      if (rt.policy.start === 'now') {
-        rt.wantUp = true;
-        now.push(rt.policy.name);
-      }
-    }
+    await this.sup.startPeers((rt) => now.push(rt.policy.name));
     for (let i = now.length - 1; i > 0; i--) {
       const j = Math.floor(this.env.rand01() * (i + 1));
       [now[i], now[j]] = [now[j] as string, now[i] as string];
@@ -490,8 +384,7 @@ export class Ikev2Manager implements IkeSaHost {
       const name = this.startQueue.shift() as string;
       this.startInFlight.add(name);
       this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
-        const rt = this.peers.get(name);
-        if (!rt?.wantUp || this.established(name).length || this.connecting(name).length) {
+        if (!this.sup.stillDue(this.peers.get(name))) {
           this.startDone(name);
           return;
         }
@@ -511,18 +404,12 @@ export class Ikev2Manager implements IkeSaHost {
 
   /** Starts a new IKE SA to the peer (IKE_SA_INIT + IKE_AUTH + first Child SA). */
   async initiate(name: string): Promise<IkeSa> {
-    const rt = this.peers.get(name);
-    if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
-    if (rt.policy.version !== 2)
-      throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
-    rt.wantUp = true;
-    rt.retryTimer?.cancel();
-    rt.retryTimer = undefined;
+    const rt = this.sup.beginInitiate(name);
     const p = rt.policy;
     rt.initiating = true;
     let localAddr: string;
     try {
-      localAddr = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+      localAddr = p.localAddress ?? (await this.sup.sourceFor(p.remoteAddress));
     } finally {
       rt.initiating = false;
     }
@@ -547,20 +434,12 @@ export class Ikev2Manager implements IkeSaHost {
   /** Stopping: new IKE_SA_INIT requests are no longer answered (peers retry elsewhere or later). */
   refuseNewSas(): void {
     this.acceptingInit = false;
-    for (const rt of this.peers.values()) {
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-    }
+    this.sup.cancelRetries();
   }
 
   /** Deletes the peer's IKE SAs through the peer and stops wanting it up. */
   async terminate(name: string): Promise<number> {
-    const rt = this.peers.get(name);
-    if (rt) {
-      rt.wantUp = false;
-      rt.retryTimer?.cancel();
-      rt.retryTimer = undefined;
-    }
+    this.sup.stopWanting(name);
     const sas = this.sasOf(name);
     const wasUp = this.established(name).length > 0;
     await Promise.all(sas.map((sa) => sa.queue.run(() => sa.delete('terminated by operator'))));
@@ -881,12 +760,12 @@ export class Ikev2Manager implements IkeSaHost {
   private get internals(): ManagerInternals {
     return {
       peers: this.peers,
-      contacted: this.contacted,
+      contacted: this.sup.contacted,
       uidSeq: this.uidSeq,
-      nextReqid: this.nextReqid,
+      nextReqid: this.sup.nextReqid,
       bumpCounters: (uid, reqid) => {
         this.uidSeq = Math.max(this.uidSeq, uid);
-        this.nextReqid = Math.max(this.nextReqid, reqid);
+        this.sup.nextReqid = Math.max(this.sup.nextReqid, reqid);
       },
       adopt: (sa) => this.wire(sa),
       halfOpen: () => this.halfOpen.size,
@@ -923,7 +802,7 @@ export class Ikev2Manager implements IkeSaHost {
 
   /** Stops every timer; with `keepKernel` the kernel SAs and policies stay (restart handover). */
   async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
-    for (const rt of this.peers.values()) rt.retryTimer?.cancel();
+    this.sup.cancelRetries();
     await Promise.all([...this.bySpi.values()].map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
   }
 }

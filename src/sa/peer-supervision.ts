@@ -1,0 +1,285 @@
+import { CoatiError } from '../errors.js';
+import { childPoliciesFor } from '../ikev2/child-sa.js';
+import type { EngineEnv } from '../ikev2/env.js';
+import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
+import type { PolicyBook } from '../ikev2/policy-book.js';
+import type { PeerPolicy } from './policy.js';
+
+/** Why a peer's last SA went away: what `afterLoss` does next depends on it. */
+export type LossCause = 'establish' | 'liveness' | 'exchange' | 'deleted';
+
+/** What the supervisor needs from an engine's SA manager (IKEv1 or IKEv2). */
+export interface SupervisedManager {
+  readonly env: EngineEnv;
+  readonly book: PolicyBook;
+  /** The peer's SAs that are up. */
+  established(name: string): readonly unknown[];
+  /** The peer's SAs still being negotiated. */
+  connecting(name: string): readonly unknown[];
+  /** Starts a new SA to the peer (calls `beginInitiate` first). */
+  initiate(name: string): Promise<unknown>;
+}
+
+/** Where the two engines' supervision deliberately differs. */
+export interface SupervisionOptions {
+  /** The IKE version of the engine's peers (others are skipped at start and refused by `beginInitiate`). */
+  version: 1 | 2;
+  /** First reqid handed out (the kernel backend tags ownership by range). */
+  reqidBase: number;
+  /**
+   * While this says true (the daemon is stopping), the supervisor initiates nothing on its
+   * own account: no retry, no dead-peer restart, no ACQUIRE, and `beginInitiate` refuses
+   * with STOPPING. IKEv1 passes one (Ikev1Manager.refuseNewSas); IKEv2 passes none: its
+   * refuseNewSas only stops answering IKE_SA_INIT and cancels the pending retries.
+   */
+  stopping?: () => boolean;
+  /**
+   * A scheduled re-initiation (`scheduleRetry`) that rejects: 'ignored' (IKEv1), or
+   * 'unhandled' (IKEv2), left to the process's unhandledRejection handler (coatid writes
+   * it to stderr).
+   */
+  retryRejections: 'ignored' | 'unhandled';
+}
+
+/**
+ * What both engines' managers do per configured peer between SAs: its runtime state
+ * (wanted or not, failures, retry timer, reqids), first contact, the dead-peer action
+ * after a loss, the retry backoff, trap policies and ACQUIRE. The managers own the SAs;
+ * this owns the relationship.
+ */
+export class PeerSupervisor {
+  readonly peers = new Map<string, PeerRuntime>();
+  /** Peers we completed an SA with (no INITIAL_CONTACT to them any more). */
+  readonly contacted = new Set<string>();
+  nextReqid: number;
+
+  constructor(
+    private readonly m: SupervisedManager,
+    private readonly opts: SupervisionOptions,
+  ) {
+    this.nextReqid = opts.reqidBase;
+    // While a relationship is wanted (restart) or on demand (trap), its policies outlive its
+    // SAs (as traps), so traffic is held instead of leaving in clear text.
+    m.book.addRetainer((reqid) => {
+      const rt = this.ownerOf(reqid);
+      if (!rt) return false;
+      return (
+        rt.policy.dpdAction === 'trap' || rt.policy.start === 'trap' || (rt.wantUp && rt.policy.dpdAction === 'restart')
+      );
+    });
+  }
+
+  private get env(): EngineEnv {
+    return this.m.env;
+  }
+
+  private get isStopping(): boolean {
+    return this.opts.stopping?.() === true;
+  }
+
+  // ---- configuration ---------------------------------------------------------
+
+  /** Adds a peer, or gives an existing one its new policy (its runtime state stays). */
+  setPolicy(policy: PeerPolicy): void {
+    const rt = this.peers.get(policy.name);
+    if (rt) rt.policy = policy;
+    else this.peers.set(policy.name, newPeerRuntime(policy));
+  }
+
+  /** The peer that owns this reqid. */
+  ownerOf(reqid: number): PeerRuntime | undefined {
+    return [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
+  }
+
+  /** The peer's reqid for a child, stable for the peer's lifetime (a fresh one for an unknown peer). */
+  reqidFor(peer: string, child: string): number {
+    const map = this.peers.get(peer)?.reqids ?? new Map<string, number>();
+    let r = map.get(child);
+    if (r === undefined) {
+      r = this.nextReqid++;
+      map.set(child, r);
+    }
+    return r;
+  }
+
+  wantsInitialContact(peer: PeerPolicy): boolean {
+    return !this.contacted.has(peer.name);
+  }
+
+  // ---- the relationship's life -------------------------------------------------
+
+  /**
+   * The checks and bookkeeping at the start of every initiation: the peer exists and is of
+   * this engine's version (and, with a `stopping` gate, the daemon is not stopping); it is
+   * wanted up from now on and a pending retry is cancelled.
+   */
+  beginInitiate(name: string): PeerRuntime {
+    const rt = this.peers.get(name);
+    if (!rt) throw new CoatiError('UNKNOWN_PEER', `no peer named "${name}"`);
+    if (rt.policy.version !== this.opts.version)
+      throw new CoatiError('WRONG_VERSION', `peer "${name}" is configured for IKEv${rt.policy.version}`);
+    if (this.isStopping) throw new CoatiError('STOPPING', `not initiating to "${name}": the daemon is stopping`);
+    rt.wantUp = true;
+    this.cancelRetry(rt);
+    return rt;
+  }
+
+  /** An SA with the peer is up: first contact made, failures forgotten. */
+  onUp(name: string): void {
+    this.contacted.add(name);
+    const rt = this.peers.get(name);
+    if (rt) {
+      rt.failures = 0;
+      this.cancelRetry(rt);
+      rt.lastError = undefined;
+    }
+  }
+
+  /**
+   * An SA of the peer failed (to establish, or later): the event that says so, and the
+   * peer's last error.
+   */
+  onSaFailed(
+    rt: PeerRuntime | undefined,
+    sa: {
+      readonly peerName: string;
+      readonly role: 'initiator' | 'responder';
+      readonly lastError: PeerRuntime['lastError'];
+      readonly lastInboundAt: number;
+    },
+    reason: string,
+    phase: LossCause,
+  ): void {
+    if (phase === 'establish') {
+      this.env.emit({
+        type: 'handshake.failed',
+        peer: sa.peerName,
+        version: this.opts.version,
+        role: sa.role,
+        reason: sa.lastError?.code ?? 'TIMEOUT',
+        detail: reason,
+      });
+    } else {
+      this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
+    }
+    if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+  }
+
+  /** The peer deleted its SAs (a graceful stop, or a terminate there): when none is left, follow the configured action. */
+  async onDeletedByPeer(rt: PeerRuntime): Promise<void> {
+    if (this.m.established(rt.policy.name).length > 0) return;
+    this.env.emit({ type: 'peer.down', peer: rt.policy.name, reason: 'deleted by peer' });
+    await this.afterLoss(rt, 'deleted');
+  }
+
+  /**
+   * Applies the peer's dead-peer action after its last SA went away: after a failed attempt
+   * the next one (if still wanted), else restart, traps, or nothing.
+   */
+  async afterLoss(rt: PeerRuntime, why: LossCause, silentMs = 0): Promise<void> {
+    if (this.isStopping) return;
+    if (this.m.established(rt.policy.name).length > 0 || this.m.connecting(rt.policy.name).length > 0) return;
+    if (why === 'establish') {
+      if (rt.wantUp) this.scheduleRetry(rt, silentMs);
+      return;
+    }
+    const action = rt.policy.dpdAction;
+    if (action === 'restart') {
+      rt.wantUp = true;
+      rt.failures = 0;
+      await this.m.initiate(rt.policy.name);
+    } else if (action === 'trap') {
+      await this.installTraps(rt);
+    } else {
+      rt.wantUp = false;
+    }
+  }
+
+  /**
+   * The next attempt after a failed one: the backoff counts from the failed attempt's last
+   * transmission (`silentMs` ago), so its final retransmission wait and the backoff do not
+   * add up to a long silence in which a healed path goes unnoticed.
+   */
+  private scheduleRetry(rt: PeerRuntime, silentMs = 0): void {
+    rt.failures++;
+    const backoff = restartBackoff(rt.failures, rt.policy.restartBackoffMaxMs, this.env.rand01);
+    const wait = Math.max(0, backoff - silentMs);
+    rt.retryTimer?.cancel();
+    rt.nextRetryAt = this.env.clock.now() + wait;
+    rt.retryTimer = this.env.clock.setTimer(wait, () => {
+      rt.retryTimer = undefined;
+      if (!rt.wantUp || this.peers.get(rt.policy.name) !== rt) return;
+      const attempt = this.m.initiate(rt.policy.name);
+      if (this.opts.retryRejections === 'ignored') void attempt.catch(() => {});
+    });
+  }
+
+  private cancelRetry(rt: PeerRuntime): void {
+    rt.retryTimer?.cancel();
+    rt.retryTimer = undefined;
+  }
+
+  /** No more retries for any peer (the daemon stops). */
+  cancelRetries(): void {
+    for (const rt of this.peers.values()) this.cancelRetry(rt);
+  }
+
+  /** The operator's terminate: the peer is no longer wanted up and no retry is pending. */
+  stopWanting(name: string): void {
+    const rt = this.peers.get(name);
+    if (rt) {
+      rt.wantUp = false;
+      this.cancelRetry(rt);
+    }
+  }
+
+  // ---- traps, ACQUIRE, start-up ------------------------------------------------
+
+  /** Trap policies for every configured child: the next packet's ACQUIRE starts a negotiation. */
+  async installTraps(rt: PeerRuntime): Promise<void> {
+    const p = rt.policy;
+    const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+    for (const child of p.children) {
+      const reqid = this.reqidFor(p.name, child.name);
+      await this.m.book.trap(reqid, childPoliciesFor(reqid, child, local, p.remoteAddress));
+    }
+  }
+
+  /** Kernel ACQUIRE for one of our reqids: bring the owning peer up (unless it is up or coming up). */
+  async onAcquire(reqid: number): Promise<void> {
+    if (this.isStopping) return;
+    const rt = this.ownerOf(reqid);
+    if (!rt) return;
+    if (this.m.established(rt.policy.name).length || this.m.connecting(rt.policy.name).length) return;
+    rt.wantUp = true;
+    await this.m.initiate(rt.policy.name);
+  }
+
+  /** The source address towards `remote` (for a peer without a configured local address). */
+  async sourceFor(remote: string): Promise<string> {
+    return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
+  }
+
+  /**
+   * Start-up per each peer's `start` action, in configuration order: traps installed for
+   * `start = trap`; a `start = now` peer is wanted up and handed to `bringUp`, which
+   * paces its initiation as its engine does.
+   */
+  async startPeers(bringUp: (rt: PeerRuntime) => void): Promise<void> {
+    for (const rt of this.peers.values()) {
+      if (rt.policy.version !== this.opts.version) continue;
+      if (rt.policy.start === 'trap') await this.installTraps(rt);
+      if (rt.policy.start === 'now') {
+        rt.wantUp = true;
+        bringUp(rt);
+      }
+    }
+  }
+
+  /** Whether a start-up initiation of `rt` is still due: wanted, and no SA up or coming up. */
+  stillDue(rt: PeerRuntime | undefined): rt is PeerRuntime {
+    if (!rt?.wantUp) return false;
+    const name = rt.policy.name;
+    return !this.m.established(name).length && !this.m.connecting(name).length;
+  }
+}
