@@ -6,13 +6,14 @@ import {
   type PrfFn,
   payloadChainLength,
 } from '../crypto/ikev1/index.js';
-import { type ChildSa, destroyChildSecrets, inboundEspSeen, spiHex, uninstallChild } from '../ikev2/child-sa.js';
+import { type ChildSa, destroyChildSecrets, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import type { PolicyBook } from '../ikev2/policy-book.js';
 import { DEFAULT_RETRANSMIT, retransmitTimeout } from '../ikev2/retransmit.js';
 import type { Identity } from '../sa/identity.js';
+import * as common from '../sa/ike-sa-common.js';
 import type { PeerPolicy } from '../sa/policy.js';
-import { type ChildState, type IkeState, transitionChild, transitionIke } from '../sa/state.js';
+import { type ChildState, type IkeState, transitionIke } from '../sa/state.js';
 import { type Timer, withJitter } from '../util/clock.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import {
@@ -405,9 +406,7 @@ export class IsakmpSa {
 
   /** Moves IKE traffic to port 4500 (RFC 3947 4). */
   floatToNatT(): void {
-    if (this.local.port === 4500) return;
-    this.local = { ...this.local, port: 4500 };
-    if (this.remote.port === 500) this.remote = { ...this.remote, port: 4500 };
+    common.floatToNatT(this);
   }
 
   // ---- lifecycle -----------------------------------------------------------
@@ -488,21 +487,13 @@ export class IsakmpSa {
   }
 
   /** ESP received (the kernel's inbound byte counters grew) counts as inbound traffic. */
-  private async kernelSawInbound(): Promise<boolean> {
-    const seen = await inboundEspSeen(this.env.kernel, this.local.addr, this.children.values());
-    if (seen) this.lastInboundAt = this.env.clock.now();
-    return seen;
+  private kernelSawInbound(): Promise<boolean> {
+    return common.kernelSawInbound(this);
   }
 
   private armKeepalive(): void {
     this.timers.keepalive?.cancel();
-    const peer = this.peer;
-    if (!peer || !this.nat.local || peer.natKeepaliveMs <= 0) return;
-    this.timers.keepalive = this.env.clock.setTimer(peer.natKeepaliveMs, () => {
-      if (this.state === 'destroyed') return;
-      this.env.send({ data: Buffer.from([0xff]), local: this.local, remote: this.remote });
-      this.armKeepalive();
-    });
+    this.timers.keepalive = common.natKeepaliveTimer(this, () => this.armKeepalive());
   }
 
   /** Tears the SA down locally (kernel state of its children unless `keepKernel`). Idempotent. */
@@ -529,34 +520,14 @@ export class IsakmpSa {
   // ---- phase 2 SAs -----------------------------------------------------------
 
   transitionChild(c: ChildSa, to: ChildState, reason: string): void {
-    transitionChild(c, to, reason, (ch) =>
-      this.env.emit({
-        type: 'child.state',
-        version: 1,
-        peer: this.peerName,
-        child: c.name,
-        spiIn: spiHex(c.spiIn),
-        spiOut: spiHex(c.spiOut),
-        from: ch.from,
-        to: ch.to,
-        reason,
-      }),
-    );
+    common.transitionChildOf(this, c, to, reason, 1);
   }
 
   /** Set by quick-mode.ts: rekeys a phase 2 SA (make-before-break). */
   rekeyChild: ((c: ChildSa) => Promise<void>) | undefined;
 
   scheduleChildTimers(c: ChildSa): void {
-    const now = this.env.clock.now();
-    c.timers.rekey?.cancel();
-    c.timers.expire?.cancel();
-    c.timers.rekey = this.env.clock.setTimer(c.rekeyAt - now, () => {
-      void this.queue.run(() => this.rekeyChild?.(c));
-    });
-    c.timers.expire = this.env.clock.setTimer(c.expireAt - now, () => {
-      void this.queue.run(() => this.removeChild(c, 'hard lifetime expired'));
-    });
+    common.scheduleChildTimers(this, c, (x) => this.rekeyChild?.(x));
   }
 
   /** Takes over a phase 2 SA from another ISAKMP SA of the same peer. */
@@ -565,17 +536,10 @@ export class IsakmpSa {
     if (c.state !== 'installed' && c.state !== 'rekeying') return;
     if (!c.replacedBy) return this.scheduleChildTimers(c);
     // Superseded by the peer's Quick Mode: never re-keyed (its retirement timer stays), expires here.
-    c.timers.expire?.cancel();
-    c.timers.expire = this.env.clock.setTimer(c.expireAt - this.env.clock.now(), () => {
-      void this.queue.run(() => this.removeChild(c, 'hard lifetime expired'));
-    });
+    common.armChildExpiry(this, c);
   }
 
-  async removeChild(c: ChildSa, reason: string): Promise<void> {
-    if (c.state === 'destroyed') return;
-    await uninstallChild(this.env.kernel, this.host.book, c, this.local, this.remote);
-    destroyChildSecrets(c);
-    this.children.delete(c.uid);
-    this.transitionChild(c, 'destroyed', reason);
+  removeChild(c: ChildSa, reason: string): Promise<void> {
+    return common.removeChild(this, c, reason);
   }
 }

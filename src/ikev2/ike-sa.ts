@@ -1,14 +1,15 @@
 import type { KeyExchange } from '../crypto/dh.js';
 import type { IkeSaKeys } from '../crypto/ikev2/keys.js';
 import type { Identity } from '../sa/identity.js';
+import * as common from '../sa/ike-sa-common.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec, IkeSuite } from '../sa/proposal.js';
-import { type ChildState, type IkeState, transitionChild, transitionIke } from '../sa/state.js';
+import { type ChildState, type IkeState, transitionIke } from '../sa/state.js';
 import { type Timer, withJitter } from '../util/clock.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import { checkExchangeRules, EXCHANGE, type IkeMessage, isNotify, name, type Payload } from '../wire/ikev2/index.js';
-import { type ChildSa, destroyChildSecrets, inboundEspSeen, spiHex, uninstallChild } from './child-sa.js';
+import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from './child-sa.js';
 import type { Endpoint, EngineEnv } from './env.js';
 import { CreateChildTask, respondCreateChild } from './exchanges/create-child.js';
 import { respondIkeAuth } from './exchanges/ike-auth.js';
@@ -260,9 +261,7 @@ export class IkeSa {
 
   /** Moves IKE traffic to port 4500 (NAT-T float), RFC 7296 2.23. */
   floatToNatT(): void {
-    if (this.local.port === 4500) return;
-    this.local = { ...this.local, port: 4500 };
-    if (this.remote.port === 500) this.remote = { ...this.remote, port: 4500 };
+    common.floatToNatT(this);
   }
 
   // ---- inbound -----------------------------------------------------------
@@ -526,26 +525,13 @@ export class IkeSa {
   }
 
   /** Kernel counters of our inbound ESP SAs count as inbound traffic. */
-  /**
-   * ESP received counts as inbound traffic. Linux sets `use_time` once, at the
-   * first packet, so growth of the inbound SA's byte counter since the last
-   * check is what tells that the peer is still sending.
-   */
-  private async kernelSawInbound(): Promise<boolean> {
-    const seen = await inboundEspSeen(this.env.kernel, this.local.addr, this.children.values());
-    if (seen) this.lastInboundAt = this.env.clock.now();
-    return seen;
+  private kernelSawInbound(): Promise<boolean> {
+    return common.kernelSawInbound(this);
   }
 
   private armKeepalive(): void {
-    const peer = this.peer;
     this.timers.keepalive?.cancel();
-    if (!peer || !this.nat.local || peer.natKeepaliveMs <= 0) return;
-    this.timers.keepalive = this.env.clock.setTimer(peer.natKeepaliveMs, () => {
-      if (this.state === 'destroyed') return;
-      this.env.send({ data: Buffer.from([0xff]), local: this.local, remote: this.remote });
-      this.armKeepalive();
-    });
+    this.timers.keepalive = common.natKeepaliveTimer(this, () => this.armKeepalive());
   }
 
   private onTaskTimeout(task: string): void {
@@ -605,31 +591,12 @@ export class IkeSa {
   // ---- Child SAs ---------------------------------------------------------
 
   transitionChild(c: ChildSa, to: ChildState, reason: string): void {
-    transitionChild(c, to, reason, (ch) =>
-      this.env.emit({
-        type: 'child.state',
-        peer: this.peerName,
-        child: c.name,
-        spiIn: spiHex(c.spiIn),
-        spiOut: spiHex(c.spiOut),
-        from: ch.from,
-        to: ch.to,
-        reason,
-      }),
-    );
+    common.transitionChildOf(this, c, to, reason);
   }
 
   /** Rekey (soft) and expiry (hard) timers of a Child SA; they die with it. */
   scheduleChildTimers(c: ChildSa): void {
-    const now = this.env.clock.now();
-    c.timers.rekey?.cancel();
-    c.timers.expire?.cancel();
-    c.timers.rekey = this.env.clock.setTimer(c.rekeyAt - now, () => {
-      void this.queue.run(() => this.rekeyChild(c));
-    });
-    c.timers.expire = this.env.clock.setTimer(c.expireAt - now, () => {
-      void this.queue.run(() => this.removeChild(c, 'hard lifetime expired'));
-    });
+    common.scheduleChildTimers(this, c, (x) => this.rekeyChild(x));
   }
 
   /** Starts a CREATE_CHILD_SA for a configured child. */
@@ -715,12 +682,8 @@ export class IkeSa {
   }
 
   /** Removes a Child SA from the kernel and from this IKE SA. */
-  async removeChild(c: ChildSa, reason: string): Promise<void> {
-    if (c.state === 'destroyed') return;
-    await uninstallChild(this.env.kernel, this.host.book, c, this.local, this.remote);
-    destroyChildSecrets(c);
-    this.children.delete(c.uid);
-    this.transitionChild(c, 'destroyed', reason);
+  removeChild(c: ChildSa, reason: string): Promise<void> {
+    return common.removeChild(this, c, reason);
   }
 
   /** Deletes Child SAs through the peer (INFORMATIONAL Delete). */
