@@ -185,7 +185,8 @@ export class Ikev1Manager implements IsakmpSaHost {
   }
   async removePeer(name: string): Promise<void> {
     await this.terminate(name);
-    this.peers.delete(name);
+    // Unlike IKEv2's removePeer, no untrapAll: a removed trap peer's policies are left as they are.
+    this.sup.forget(name);
     this.configChanged();
   }
 

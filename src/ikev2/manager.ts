@@ -169,8 +169,8 @@ export class Ikev2Manager implements IkeSaHost {
     await this.terminate(name);
     const rt = this.peers.get(name);
     if (!rt) return;
-    for (const reqid of rt.reqids.values()) await this.book.untrap(reqid);
-    this.peers.delete(name);
+    await this.sup.untrapAll(rt);
+    this.sup.forget(name);
     this.peerIndexCache = undefined;
   }
 

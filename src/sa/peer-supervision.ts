@@ -86,6 +86,16 @@ export class PeerSupervisor {
     else this.peers.set(policy.name, newPeerRuntime(policy));
   }
 
+  /** Forgets a removed peer (its SAs already deleted; IKEv2 removes its traps first: `untrapAll`). */
+  forget(name: string): void {
+    this.peers.delete(name);
+  }
+
+  /** The peer's trap policies go (those still held by a pair stay until it releases them). */
+  async untrapAll(rt: PeerRuntime): Promise<void> {
+    for (const reqid of rt.reqids.values()) await this.m.book.untrap(reqid);
+  }
+
   /** The peer that owns this reqid. */
   ownerOf(reqid: number): PeerRuntime | undefined {
     return [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));

@@ -210,6 +210,19 @@ describe('PeerSupervisor', () => {
     expect(h.initiated).toEqual(['a']);
   });
 
+  it('untraps and forgets a removed peer', async () => {
+    const h = harness();
+    h.sup.setPolicy(policy('t', '192.0.2.3', { start: 'trap' }));
+    const rt = h.sup.peers.get('t')!;
+    await h.sup.installTraps(rt);
+    expect((await h.kernel.listPolicies()).length).toBeGreaterThan(0);
+    await h.sup.untrapAll(rt);
+    h.sup.forget('t');
+    expect(await h.kernel.listPolicies()).toEqual([]);
+    expect(h.sup.peers.has('t')).toBe(false);
+    expect(h.sup.ownerOf(0xc0a70100)).toBeUndefined();
+  });
+
   it('reports a failed SA by phase and remembers the error', () => {
     const h = harness();
     h.sup.setPolicy(policy('a', '192.0.2.2'));
