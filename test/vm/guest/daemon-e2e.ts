@@ -322,7 +322,19 @@ async function hasOutPolicy(ns: string): Promise<boolean> {
   return /src 10\.[12]\.0\.0\/24 dst 10\.[12]\.0\.0\/24/.test(out);
 }
 
-const BOUND_DEAD_MS = DPD_DELAY + DPD_TIMEOUT + 2000;
+/**
+ * How soon after its last inbound datagram a daemon may declare the peer dead. ESP counts as
+ * inbound traffic through the kernel SA's byte counter, read at each DPD check (one every
+ * dpd_delay while traffic flows; Linux keeps no per-packet time): a silence that starts just
+ * after a check is only seen at the next one, the liveness check goes one dpd_delay later
+ * and fails dpd_timeout after that, so the worst case is 2 x dpd_delay + dpd_timeout (7 s
+ * here, which the earlier bound of delay + timeout + 2 s equalled with no room for the
+ * timers or the guest; runs saw 6.4-6.8 s). +1 s for TCG stalls and the log pipe. The
+ * earliest: a dpd_delay of silence before the check, then its dpd_timeout (-1 s: a stalled
+ * guest stamps the last arrival late).
+ */
+const BOUND_DEAD_MS = 2 * DPD_DELAY + DPD_TIMEOUT + 1000;
+const MIN_DEAD_MS = DPD_DELAY + DPD_TIMEOUT - 1000;
 
 async function partitionScenario(): Promise<void> {
   const name = 'partition 8 s (> DPD 2 s + 3 s), then healed';
@@ -370,18 +382,25 @@ async function partitionScenario(): Promise<void> {
     taps = undefined;
     const replies = await ping(A.inner, B.inner, 3);
     const check = await crossCheck('tunnel');
+    // Each daemon's silence starts with the last datagram it received (ca gets cb->ca): the cut
+    // command installs ca's rule, then cb's (~1 s under TCG), and cutAt is taken after both.
+    const silentFrom = {
+      ca: streams[1]?.lastArrivalBefore(healStart) ?? cutAt,
+      cb: streams[0]?.lastArrivalBefore(healStart) ?? cutAt,
+    };
     const dead = {
-      ca: lineAfter(A, cutAt, /peer dead/),
-      cb: lineAfter(B, cutAt, /peer dead/),
+      ca: lineAfter(A, silentFrom.ca, /peer dead/),
+      cb: lineAfter(B, silentFrom.cb, /peer dead/),
     };
     const deadMs = {
-      ca: dead.ca === undefined ? null : dead.ca - cutAt,
-      cb: dead.cb === undefined ? null : dead.cb - cutAt,
+      ca: dead.ca === undefined ? null : dead.ca - silentFrom.ca,
+      cb: dead.cb === undefined ? null : dead.cb - silentFrom.cb,
     };
     const healToFlowingMs = flowing.map((f) => (f === undefined ? null : f - healAt));
     const problems: string[] = [];
     for (const [ns, ms] of Object.entries(deadMs))
-      if (ms === null || ms > BOUND_DEAD_MS) problems.push(`${ns} declared the peer dead within ${BOUND_DEAD_MS} ms`);
+      if (ms === null || ms > BOUND_DEAD_MS || ms < MIN_DEAD_MS)
+        problems.push(`${ns} declared the peer dead ${MIN_DEAD_MS}-${BOUND_DEAD_MS} ms after its last datagram`);
     if (!policyChecks.every((p) => p.ca && p.cb)) problems.push('out policies kept (traps) through the partition');
     if (healToFlowingMs.some((f) => f === null)) problems.push('both streams flow again after the heal');
     if (sumClear(wire) !== 0) problems.push('no clear text sent by either host');
@@ -390,7 +409,9 @@ async function partitionScenario(): Promise<void> {
       problems: [...check.problems, ...problems],
       settledProblems: settledCheck.problems,
       declaredDeadMs: deadMs,
+      silentBeforeCutMs: { ca: cutAt - silentFrom.ca, cb: cutAt - silentFrom.cb },
       boundDeadMs: BOUND_DEAD_MS,
+      minDeadMs: MIN_DEAD_MS,
       healToFlowingMs,
       healCommandMs: healAt - healStart,
       healToOneSaPerSideMs: oneSaPerSideAt === undefined ? null : oneSaPerSideAt - healAt,

@@ -570,6 +570,13 @@ export class Stream {
     return first;
   }
 
+  /** The last arrival before `t` (ms timestamp), if any. */
+  lastArrivalBefore(t: number): number | undefined {
+    let last: number | undefined;
+    for (const at of this.arrivals.values()) if (at < t && (last === undefined || at > last)) last = at;
+    return last;
+  }
+
   /** Silences between consecutive arrivals longer than `minMs`, in arrival order ({ from, to } ms timestamps). */
   gaps(minMs: number): { from: number; to: number; ms: number }[] {
     const ts = [...this.arrivals.values()].sort((x, y) => x - y);
