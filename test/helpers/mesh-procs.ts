@@ -247,6 +247,7 @@ export class MeshProcs {
   async waitSettled(nodes = this.nodes, timeoutMs = 20_000, quietMs = 3000, intervalMs = 100): Promise<number> {
     let since: number | undefined;
     let why = '';
+    let lastBad = '';
     return waitFor(
       `one IKE SA per pair on every daemon, stable for ${quietMs} ms`,
       async () => {
@@ -262,13 +263,20 @@ export class MeshProcs {
           }
         }
         if (!ok) {
+          lastBad = `${why} (${new Date().toISOString()})`;
           since = undefined;
           return undefined;
         }
         since ??= Date.now();
         return Date.now() - since >= quietMs ? since : undefined;
       },
-      { timeoutMs, intervalMs, context: () => `not settled: ${why}\n${this.mesh.logs(20)}` },
+      {
+        timeoutMs,
+        intervalMs,
+        // When the last poll happened to be fine, what was wrong before it (the reason is otherwise lost).
+        context: () =>
+          `not settled: ${since === undefined ? why : `settled for only ${Date.now() - since} ms; before: ${lastBad}`}\n${this.mesh.logs(60)}`,
+      },
     );
   }
 

@@ -80,10 +80,17 @@ export function restartScenarios(s: ScenarioSetup): void {
     return at;
   }
 
-  /** The "coatid started" line of the current process of `n` (epoch ms). */
-  function startedLineAt(n: DaemonNode): number {
-    const l = m.firstLine(n, (x) => /^coatid \S+ started$/.test(x.msg));
-    if (!l) throw new Error(`${n.name} has no start line\n${m.logs()}`);
+  /**
+   * The "coatid started" line of the current process of `n` (epoch ms). Waited for: the
+   * control socket answers as soon as it listens, which is logged just before that line
+   * (CI: status answered, the log ended at "control socket listening").
+   */
+  async function startedLineAt(n: DaemonNode): Promise<number> {
+    const l = await waitFor(`${n.name}'s start line`, () => m.firstLine(n, (x) => /^coatid \S+ started$/.test(x.msg)), {
+      timeoutMs: 5000,
+      intervalMs: 10,
+      context: () => m.logs(),
+    });
     return l.at;
   }
 
@@ -98,7 +105,7 @@ export function restartScenarios(s: ScenarioSetup): void {
     await sleep(3000 - (Date.now() - killedAt));
     const spawnedAt = m.start(victim);
     const ctlAt = await m.ctlUp(victim);
-    const upAt = startedLineAt(victim);
+    const upAt = await startedLineAt(victim);
     const others = m.nodes.filter((x) => x !== victim);
     const flowAt = Math.max(...(await Promise.all(others.map((o) => m.waitFlow(o, victim, spawnedAt)))));
     const settledAt = await expectMeshSettled();
@@ -143,7 +150,7 @@ export function restartScenarios(s: ScenarioSetup): void {
         m.start(n2);
         await Promise.all([m.ctlUp(n1), m.ctlUp(n2)]);
         // Both daemons up: the later of the two start lines.
-        const upAt = Math.max(startedLineAt(n1), startedLineAt(n2));
+        const upAt = Math.max(await startedLineAt(n1), await startedLineAt(n2));
         const flowAt = await m.waitFlow(n1, n2, t0);
         flow.push(flowAt - t0);
         flowUp.push(flowAt - upAt);
