@@ -18,7 +18,7 @@ import {
   V1ExchangeType,
 } from '../wire/ikev1/index.js';
 import { onAggressive, respondAggressive1, startAggressive } from './aggressive.js';
-import { FALLBACK_GRACES, Ikev1Duplicates } from './duplicates.js';
+import { FALLBACK_GRACES, Ikev1Duplicates, pairRank } from './duplicates.js';
 import {
   confirmLostState,
   deleteChildren,
@@ -349,7 +349,10 @@ export class Ikev1Manager implements IsakmpSaHost {
    * not re-keyed by us, not weighed by the crossing-streams rule (which could delete the peer's
    * new pair and keep one the peer no longer maintains), deleted by the peer or, after the
    * crossing rule's long grace, by us. Should the peer delete the new pair while they are
-   * still here (it was a crossing on its side), they are revived.
+   * still here (it was a crossing on its side), they are revived. A pair we negotiated that
+   * the crossing rule ranks below the new one goes after the rule's short grace instead: the
+   * peer's QM1 may have crossed our QM3 (both ends started at once), and a peer that applies
+   * the rule then holds both pairs and leaves that one to us, its negotiator.
    */
   private peerRekeyed(name: string, child: ChildSa, peerStartedAt: number): void {
     const others = this.duplicates.pairs(name, child.name).filter((p) => p.c !== child);
@@ -361,8 +364,11 @@ export class Ikev1Manager implements IsakmpSaHost {
       c.replacedBy = child.uid;
       c.timers.rekey?.cancel();
       this.peerReplaced.add(c);
-      // The peer did not delete it (charon lets it expire): it goes after the long grace.
-      c.timers.rekey = this.env.clock.setTimer(this.limits.duplicateGraceMs * FALLBACK_GRACES, () => {
+      // The peer did not delete it (charon lets it expire): it goes after the long grace, or
+      // after the short one if the crossing rule makes us the end that deletes it.
+      const ours = c.initiator === true && pairRank(c) < pairRank(child);
+      const graces = ours ? 1 : FALLBACK_GRACES;
+      c.timers.rekey = this.env.clock.setTimer(this.limits.duplicateGraceMs * graces, () => {
         const owner = this.sasOf(name).find((o) => o.children.get(c.uid) === c);
         if (!owner || c.state !== 'installed' || c.replacedBy !== child.uid || child.state === 'destroyed') return;
         void owner.queue.run(() => deleteChildren(owner, [c], `replaced by the peer's ${child.uid}`));

@@ -5,9 +5,10 @@
  * of each, whatever the order the datagrams arrive in.
  */
 import { describe, expect, it } from 'vitest';
+import { pairRank } from '../../src/ikev1/duplicates.js';
 import { flushMicrotasks } from '../../src/util/clock.js';
 import { mulberry32 } from '../helpers/ike-pair.js';
-import { installedChildren, V1Mesh, type V1Node } from '../helpers/ike1-pair.js';
+import { installedChildren, V1Mesh, type V1Node, type Wire } from '../helpers/ike1-pair.js';
 
 const pairs = (m: V1Mesh) => {
   const out: [V1Node, V1Node][] = [];
@@ -193,6 +194,47 @@ describe('IKEv1 crossing streams', () => {
       }
       expect(await converged(m), `seed ${seed}`).toEqual([]);
     }
+  }, 60_000);
+
+  it("one end's Quick Mode completes just before the other's QM1 reaches it: a crossing, not the peer's rekey; the losing pair goes after the crossing grace, not the long fallback", async () => {
+    const QUICK_MODE = 32;
+    const isQm = (w: Wire) => w.data.length > 28 && w.data[18] === QUICK_MODE;
+    let ourPairLost = 0;
+    for (let seed = 1; seed <= 16; seed++) {
+      const m = new V1Mesh(seed);
+      const a = m.add('a', '10.0.0.1');
+      const b = m.add('b', '10.0.0.2');
+      m.pair({ dpdDelayMs: 0 });
+      await Promise.all([a.manager.initiate('b'), b.manager.initiate('a')]);
+      // Both Main Modes complete; each end then sends QM1 over its own ISAKMP SA.
+      for (let i = 0; i < 1000; i++) {
+        const next = m.queue.findIndex((w) => !isQm(w));
+        if (next < 0) break;
+        await m.step(next);
+      }
+      const qmFrom = (n: V1Node) => m.queue.flatMap((w, i) => (isQm(w) && w.from.addr === n.addr ? [i] : []));
+      expect(qmFrom(a), `seed ${seed}`).toHaveLength(1);
+      expect(qmFrom(b), `seed ${seed}`).toHaveLength(1);
+      // b's QM1 reaches a, a's QM2 reaches b: b installs its pair and sends QM3 ...
+      await m.step(qmFrom(b)[0]);
+      await m.step(qmFrom(a).at(-1));
+      const [ours] = installedChildren(b, 'a');
+      expect(ours?.initiator, `seed ${seed}`).toBe(true);
+      // ... and only then, a few ms later, a's QM1 (sent before a saw that QM3) reaches b.
+      await m.clock.advance(5);
+      await m.step(qmFrom(a)[0]);
+      await m.settle();
+      expect(installedChildren(a, 'b'), `seed ${seed}`).toHaveLength(2);
+      expect(installedChildren(b, 'a'), `seed ${seed}`).toHaveLength(2);
+      const [theirs] = installedChildren(b, 'a').filter((c) => c !== ours);
+      if (pairRank(ours!) < pairRank(theirs!)) ourPairLost++;
+      // The crossing rule's grace is 1.5-2.5 s; the long fallback (both ends waiting for the
+      // other to delete) would be 10 graces, 20 s.
+      for (let t = 0; t < 6000; t += 250) await m.advance(250, 250);
+      expect(await converged(m), `seed ${seed}`).toEqual([]);
+    }
+    // The case that failed: the pair b negotiated loses the rank rule.
+    expect(ourPairLost).toBeGreaterThan(0);
   }, 60_000);
 
   it('full mesh of 20 IKEv1 nodes started at once converges with no duplicates, 5 runs', async () => {
