@@ -162,8 +162,19 @@ export function loadPrivateKey(pem: Buffer | string, passphrase?: string): KeyOb
         });
   } catch (cause) {
     const msg = String((cause as Error)?.message ?? cause);
-    const code = /passphrase|decrypt|bad decrypt/i.test(msg) ? 'KEY_PASSPHRASE' : 'KEY_MALFORMED';
-    throw new CoatiError(code, `cannot load private key: ${msg}`, { cause });
+    if (/passphrase|decrypt|bad decrypt/i.test(msg)) {
+      throw new CoatiError('KEY_PASSPHRASE', `cannot load private key: ${msg}`, { cause });
+    }
+    // About 1 wrong passphrase in 256 decrypts to garbage whose CBC padding looks valid: OpenSSL
+    // then fails decoding it ('unsupported'), not with 'bad decrypt'.
+    if (isPem && passphrase !== undefined && /BEGIN ENCRYPTED PRIVATE KEY|Proc-Type: 4,ENCRYPTED/.test(text)) {
+      throw new CoatiError(
+        'KEY_PASSPHRASE',
+        `cannot load private key: wrong passphrase, or the encrypted key is corrupt (${msg})`,
+        { cause },
+      );
+    }
+    throw new CoatiError('KEY_MALFORMED', `cannot load private key: ${msg}`, { cause });
   }
 }
 
