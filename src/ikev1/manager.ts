@@ -183,9 +183,14 @@ export class Ikev1Manager implements IsakmpSaHost {
   peerNames(): string[] {
     return [...this.peers.keys()];
   }
+  /** Removes a peer: its SAs are deleted through the peer, its traps removed (as IKEv2's removePeer). */
   async removePeer(name: string): Promise<void> {
     await this.terminate(name);
-    // Unlike IKEv2's removePeer, no untrapAll: a removed trap peer's policies are left as they are.
+    const rt = this.peers.get(name);
+    if (!rt) return;
+    // Left behind, a `start = trap` peer's policies would hold its traffic for ever: an
+    // ACQUIRE for a reqid no configured peer owns starts nothing.
+    await this.sup.untrapAll(rt);
     this.sup.forget(name);
     this.configChanged();
   }

@@ -86,7 +86,7 @@ export class PeerSupervisor {
     else this.peers.set(policy.name, newPeerRuntime(policy));
   }
 
-  /** Forgets a removed peer (its SAs already deleted; IKEv2 removes its traps first: `untrapAll`). */
+  /** Forgets a removed peer (its SAs already deleted and its traps removed: `untrapAll`). */
   forget(name: string): void {
     this.peers.delete(name);
   }
