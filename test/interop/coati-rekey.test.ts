@@ -120,14 +120,19 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
     const seenIke = new Set([first.spiI]);
     const seenChild = new Set([first.childSpiIn]);
     const t0 = Date.now();
+    const seenAt: string[] = [`initial ike ${first.spiI} child ${first.childSpiIn}`];
     while (Date.now() - t0 < windowMs && (seenIke.size < 2 || seenChild.size < 3)) {
       const v = await settled(c, charon, 'agreement between rekeys', () => true);
+      if (!seenIke.has(v.spiI)) seenAt.push(`+${Date.now() - t0} ms ike ${v.spiI}`);
+      if (!seenChild.has(v.childSpiIn)) seenAt.push(`+${Date.now() - t0} ms child ${v.childSpiIn}`);
       seenIke.add(v.spiI);
       seenChild.add(v.childSpiIn);
       await new Promise((r) => setTimeout(r, 200));
     }
-    expect(seenIke.size, 'IKE SA generations seen').toBeGreaterThanOrEqual(2);
-    expect(seenChild.size, 'Child SA generations seen').toBeGreaterThanOrEqual(3);
+    console.log(`[coati-rekey] generations: ${seenAt.join(', ')}`);
+    const why = `${seenAt.join('\n')}\n${c.logTail(60)}\n${charon.logTail(80)}`;
+    expect(seenIke.size, `IKE SA generations seen\n${why}`).toBeGreaterThanOrEqual(2);
+    expect(seenChild.size, `Child SA generations seen\n${why}`).toBeGreaterThanOrEqual(3);
     const p = await c.peer('charon');
     expect(p?.state).toBe('up');
     await espTraffic();
@@ -200,12 +205,17 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
     });
   });
 
-  it('charon rekeys by lifetime (child rekey_time 2s, IKE rekey_time 4s): relationship stays up', async () => {
+  it('charon rekeys by lifetime (child rekey_time 2s, IKE rekey_time 5s): relationship stays up', async () => {
     await reset();
+    // The IKE rekey time is not a multiple of the child's: when charon's child rekey job
+    // fires while charon is moving that child to its new IKE SA, charon drops the rekey
+    // ("CHILD_SA ESP/0x... not found for rekey") and does not reschedule it, so with 2 s/4 s
+    // the third Child SA generation sometimes never came within the window (1 CI run in
+    // about 20; charon's log showed it, coati had nothing outstanding).
     await charon.loadConns([
       {
         ...CHARON_CONN,
-        rekeyTime: '4s',
+        rekeyTime: '5s',
         extra: { rand_time: '0s', over_time: '20s' },
         children: CHARON_CONN.children.map((c) => ({
           ...c,
@@ -222,7 +232,7 @@ describe('interop coati ↔ charon: Child SA and IKE SA rekeying', () => {
     cap = await liveCapture(a, 'wan0', CHARON);
     espPings = 0;
     await charon.initiate('net', 'coati');
-    await lifetimeRekeys(7000);
+    await lifetimeRekeys(8000);
   });
 
   it('coati rekeys by lifetime (child_lifetime 4s, ike_lifetime 7s, rekey_margin 2s): relationship stays up', async () => {
