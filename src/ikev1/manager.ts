@@ -411,6 +411,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     void sa.queue.run(async () => {
       if (sa.state === 'destroyed') return;
       const wasUp = sa.isUp;
+      // Before the SA goes: a lost restart relationship is wanted from here on (its policies stay).
       this.sup.onSaFailed(rt, sa, reason, phase);
       // A timed-out attempt already waited this long for an answer since it last sent.
       const silentMs = sa.lastSentAt ? this.env.clock.now() - sa.lastSentAt : 0;

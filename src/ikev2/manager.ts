@@ -231,11 +231,8 @@ export class Ikev2Manager implements IkeSaHost {
     void sa.queue.run(async () => {
       const wasUp = sa.state === 'established' || sa.state === 'rekeying';
       if (phase === 'establish' && name) this.startDone(name);
+      // Before the SA goes: a lost restart relationship is wanted from here on (its policies stay).
       this.sup.onSaFailed(rt, sa, reason, phase);
-      // A lost relationship with dpd_action = restart is wanted from here on, even if we only ever
-      // answered: say so before the SA goes, so its policies stay (as traps) and the traffic
-      // waits for the re-initiation instead of leaving in clear text meanwhile.
-      if (rt && phase !== 'establish' && rt.policy.dpdAction === 'restart') rt.wantUp = true;
       // A timed-out attempt already waited this long for an answer since it last sent.
       const sentAt = sa.tm.lastRequestSentAt;
       const silentMs = sentAt ? this.env.clock.now() - sentAt : 0;

@@ -147,7 +147,10 @@ export class PeerSupervisor {
 
   /**
    * An SA of the peer failed (to establish, or later): the event that says so, and the
-   * peer's last error.
+   * peer's last error. Called before the SA is torn down: a lost relationship with
+   * dpd_action = restart is wanted from here on, even if we only ever answered, so its
+   * policies stay (as traps) when the SA's last pair releases them, and the traffic waits
+   * for the re-initiation instead of leaving in clear text meanwhile.
    */
   onSaFailed(
     rt: PeerRuntime | undefined,
@@ -172,7 +175,9 @@ export class PeerSupervisor {
     } else {
       this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
     }
-    if (rt) rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+    if (!rt) return;
+    rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
+    if (phase !== 'establish' && rt.policy.dpdAction === 'restart') rt.wantUp = true;
   }
 
   /** The peer deleted its SAs (a graceful stop, or a terminate there): when none is left, follow the configured action. */
