@@ -130,13 +130,11 @@ export class Ikev1Manager implements IsakmpSaHost {
   ) {
     this.limits = { ...DEFAULT_V1_LIMITS, ...limits };
     this.book = book ?? new PolicyBook(env.kernel);
-    // Stopping (refuseNewSas) gates every initiation of the supervisor's own; a scheduled
-    // retry that fails (e.g. STOPPING) is ignored.
+    // Stopping (refuseNewSas) gates every initiation of the supervisor's own.
     this.sup = new PeerSupervisor(this, {
       version: 1,
       reqidBase: this.limits.reqidBase,
       stopping: () => this.refusing,
-      retryRejections: 'ignored',
     });
     this.duplicates = new Ikev1Duplicates(this, this.limits.duplicateGraceMs);
   }
@@ -518,7 +516,14 @@ export class Ikev1Manager implements IsakmpSaHost {
     );
     this.byInitiatorCookie.set(hex(cookie), sa);
     if (replacing) sa.replaces = replacing;
-    await sa.queue.run(() => (p.aggressive && p.auth.kind === 'psk' ? startAggressive(sa) : startMainMode(sa)));
+    try {
+      await sa.queue.run(() => (p.aggressive && p.auth.kind === 'psk' ? startAggressive(sa) : startMainMode(sa)));
+    } catch (err) {
+      // Nothing in flight will ever fail it: left, it would count as connecting for ever
+      // and keep every later attempt (retry, restart, ACQUIRE) from starting.
+      await sa.queue.run(() => sa.destroy(`initiation failed: ${err instanceof Error ? err.message : String(err)}`));
+      throw err;
+    }
     return sa;
   }
 

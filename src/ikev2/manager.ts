@@ -96,8 +96,8 @@ export class Ikev2Manager implements IkeSaHost {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.book = new PolicyBook(env.kernel, this.limits.policyPriorityBase);
     // No stopping gate: refuseNewSas stops answering IKE_SA_INIT and cancels pending retries,
-    // but a dead-peer restart or an ACQUIRE still initiates. A retry's rejection is not caught.
-    this.sup = new PeerSupervisor(this, { version: 2, reqidBase: this.limits.reqidBase, retryRejections: 'unhandled' });
+    // but a dead-peer restart or an ACQUIRE still initiates.
+    this.sup = new PeerSupervisor(this, { version: 2, reqidBase: this.limits.reqidBase });
     this.cookies = new CookieJar(env.random, () => env.clock.now());
   }
 
@@ -423,8 +423,15 @@ export class Ikev2Manager implements IkeSaHost {
     );
     this.wire(sa);
     const failed = () => this.onFailure(sa, sa.lastError?.message ?? 'establishment failed', 'establish');
-    await sa.tm.enqueue(new IkeInitTask(sa, failed));
-    await sa.tm.enqueue(new IkeAuthTask(sa, failed));
+    try {
+      await sa.tm.enqueue(new IkeInitTask(sa, failed));
+      await sa.tm.enqueue(new IkeAuthTask(sa, failed));
+    } catch (err) {
+      // Nothing in flight will ever fail it: left, it would count as connecting for ever
+      // and keep every later attempt (retry, restart, ACQUIRE) from starting.
+      await sa.queue.run(() => sa.destroy(`initiation failed: ${err instanceof Error ? err.message : String(err)}`));
+      throw err;
+    }
     return sa;
   }
 

@@ -33,12 +33,6 @@ export interface SupervisionOptions {
    * refuseNewSas only stops answering IKE_SA_INIT and cancels the pending retries.
    */
   stopping?: () => boolean;
-  /**
-   * A scheduled re-initiation (`scheduleRetry`) that rejects: 'ignored' (IKEv1), or
-   * 'unhandled' (IKEv2), left to the process's unhandledRejection handler (coatid writes
-   * it to stderr).
-   */
-  retryRejections: 'ignored' | 'unhandled';
 }
 
 /**
@@ -202,7 +196,7 @@ export class PeerSupervisor {
     if (action === 'restart') {
       rt.wantUp = true;
       rt.failures = 0;
-      await this.m.initiate(rt.policy.name);
+      await this.attempt(rt, 'dead-peer restart');
     } else if (action === 'trap') {
       await this.installTraps(rt);
     } else {
@@ -224,9 +218,41 @@ export class PeerSupervisor {
     rt.retryTimer = this.env.clock.setTimer(wait, () => {
       rt.retryTimer = undefined;
       if (!rt.wantUp || this.peers.get(rt.policy.name) !== rt) return;
-      const attempt = this.m.initiate(rt.policy.name);
-      if (this.opts.retryRejections === 'ignored') void attempt.catch(() => {});
+      void this.attempt(rt, 'retry');
     });
+  }
+
+  /**
+   * An initiation of the supervisor's own (retry, dead-peer restart, ACQUIRE). Never
+   * rejects: one that throws before an SA could fail on its own (no route to the peer for
+   * its source address, the daemon stopping) is logged with the peer and the reason, and
+   * unless the daemon is stopping it counts as a failed attempt: the next one follows per
+   * the backoff, so the relationship comes back once the cause is gone.
+   */
+  private async attempt(rt: PeerRuntime, what: string): Promise<void> {
+    try {
+      await this.m.initiate(rt.policy.name);
+    } catch (err) {
+      const name = rt.policy.name;
+      const error = err instanceof Error ? err.message : String(err);
+      const code = err instanceof CoatiError ? err.code : 'FAILED';
+      if (code === 'STOPPING' || this.isStopping) {
+        this.env.log.info(`${what}: not initiating, the daemon is stopping`, { peer: name });
+        return;
+      }
+      rt.lastError = { code, message: error, at: this.env.clock.now() };
+      const again =
+        rt.wantUp &&
+        this.peers.get(name) === rt &&
+        this.m.established(name).length === 0 &&
+        this.m.connecting(name).length === 0;
+      if (again) this.scheduleRetry(rt);
+      this.env.log.warn(`${what}: initiation failed`, {
+        peer: name,
+        error,
+        ...(again ? { retryInMs: rt.nextRetryAt - this.env.clock.now() } : {}),
+      });
+    }
   }
 
   private cancelRetry(rt: PeerRuntime): void {
@@ -267,7 +293,7 @@ export class PeerSupervisor {
     if (!rt) return;
     if (this.m.established(rt.policy.name).length || this.m.connecting(rt.policy.name).length) return;
     rt.wantUp = true;
-    await this.m.initiate(rt.policy.name);
+    await this.attempt(rt, 'ACQUIRE');
   }
 
   /** The source address towards `remote` (for a peer without a configured local address). */

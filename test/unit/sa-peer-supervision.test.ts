@@ -52,7 +52,6 @@ function harness(opts: Partial<SupervisionOptions> = {}, rand = 0.5) {
   const sup: PeerSupervisor = new PeerSupervisor(m, {
     version: 2,
     reqidBase: 0xc0a70100,
-    retryRejections: 'ignored',
     ...opts,
   });
   return {
@@ -199,8 +198,10 @@ describe('PeerSupervisor', () => {
     expect(h.initiated).toEqual(['a']);
   });
 
-  it("ignores a retry's rejection when told to", async () => {
-    const h = harness({ retryRejections: 'ignored' }, 1);
+  it("a retry's rejection is logged and counts as a failure: the next retry follows the backoff", async () => {
+    const h = harness({}, 1);
+    const warned: unknown[] = [];
+    h.m.env.log = { ...h.m.env.log, warn: (msg, fields) => warned.push({ msg, ...fields }) };
     h.sup.setPolicy(policy('a', '192.0.2.2'));
     const rt = h.sup.beginInitiate('a');
     h.failNext(new Error('no route'));
@@ -208,6 +209,13 @@ describe('PeerSupervisor', () => {
     await h.clock.advance(1000);
     await flushMicrotasks();
     expect(h.initiated).toEqual(['a']);
+    expect(warned).toEqual([{ msg: 'retry: initiation failed', peer: 'a', error: 'no route', retryInMs: 2000 }]);
+    expect(rt.failures).toBe(2);
+    expect(rt.lastError).toMatchObject({ code: 'FAILED', message: 'no route' });
+    h.failNext(undefined);
+    await h.clock.advance(2000);
+    await flushMicrotasks();
+    expect(h.initiated).toEqual(['a', 'a']);
   });
 
   it('untraps and forgets a removed peer', async () => {
