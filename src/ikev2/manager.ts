@@ -95,9 +95,12 @@ export class Ikev2Manager implements IkeSaHost {
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.book = new PolicyBook(env.kernel, this.limits.policyPriorityBase);
-    // No stopping gate: refuseNewSas stops answering IKE_SA_INIT and cancels pending retries,
-    // but a dead-peer restart or an ACQUIRE still initiates.
-    this.sup = new PeerSupervisor(this, { version: 2, reqidBase: this.limits.reqidBase });
+    // Stopping (refuseNewSas) gates every initiation of the supervisor's own, as IKEv1's.
+    this.sup = new PeerSupervisor(this, {
+      version: 2,
+      reqidBase: this.limits.reqidBase,
+      stopping: () => this.refusing,
+    });
     this.cookies = new CookieJar(env.random, () => env.clock.now());
   }
 
@@ -435,8 +438,17 @@ export class Ikev2Manager implements IkeSaHost {
     return sa;
   }
 
-  /** Stopping: new IKE_SA_INIT requests are no longer answered (peers retry elsewhere or later). */
+  private refusing = false;
+
+  /**
+   * Stopping (shutdown, or a planned restart before its checkpoint): no new IKE SAs,
+   * neither answered (IKE_SA_INIT is dropped; the peer retries later or elsewhere) nor
+   * started (no retries, no dead-peer restart, no ACQUIRE; initiate() refuses with
+   * STOPPING). One made now would be torn down without a Delete a moment later, or be
+   * missing from the handover checkpoint. Requests on existing SAs are still answered.
+   */
   refuseNewSas(): void {
+    this.refusing = true;
     this.acceptingInit = false;
     this.sup.cancelRetries();
   }
@@ -600,8 +612,8 @@ export class Ikev2Manager implements IkeSaHost {
 
   private onInitRequest(data: Buffer, msg: IkeMessage, from: Endpoint, to: Endpoint): void {
     const h = msg.header;
-    // Handing over: no new IKE SAs; the initiator retransmits to the next process.
-    if (!this.acceptingInit) return this.drop('IKE_SA_INIT during handover (left to the next process)', from);
+    // Stopping or handing over: no new IKE SAs; the initiator retransmits (to the next process).
+    if (!this.acceptingInit) return this.drop('new IKE SA refused: IKE_SA_INIT while the daemon is stopping', from);
     const hoKey = `${key(h.spiI)}|${from.addr}|${from.port}`;
     const existing = this.halfOpen.get(hoKey);
     if (existing) {

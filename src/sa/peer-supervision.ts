@@ -28,9 +28,8 @@ export interface SupervisionOptions {
   reqidBase: number;
   /**
    * While this says true (the daemon is stopping), the supervisor initiates nothing on its
-   * own account: no retry, no dead-peer restart, no ACQUIRE, and `beginInitiate` refuses
-   * with STOPPING. IKEv1 passes one (Ikev1Manager.refuseNewSas); IKEv2 passes none: its
-   * refuseNewSas only stops answering IKE_SA_INIT and cancels the pending retries.
+   * own account: no retry, no dead-peer restart, no ACQUIRE, no start-up initiation, and
+   * `beginInitiate` refuses with STOPPING. Both engines pass their refuseNewSas flag.
    */
   stopping?: () => boolean;
 }
@@ -319,7 +318,7 @@ export class PeerSupervisor {
 
   /** Whether a start-up initiation of `rt` is still due: wanted, and no SA up or coming up. */
   stillDue(rt: PeerRuntime | undefined): rt is PeerRuntime {
-    if (!rt?.wantUp) return false;
+    if (!rt?.wantUp || this.isStopping) return false;
     const name = rt.policy.name;
     return !this.m.established(name).length && !this.m.connecting(name).length;
   }
