@@ -483,15 +483,12 @@ export class Ikev1Manager implements IsakmpSaHost {
   // ---- operator / daemon API ---------------------------------------------------
 
   /**
-   * Brings up `start = now` peers (each after its own jitter, all at once: no concurrency
-   * cap as IKEv2's start has) and installs traps for `start = trap`.
+   * Brings up every peer per its `start` action, paced as IKEv2's: traps first, then
+   * `start = now` peers in random order, at most `maxConcurrent` initiations in flight
+   * (until the ISAKMP SA is up or failed), each delayed by up to `jitterMs`.
    */
-  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
-    await this.sup.startPeers((rt) => {
-      this.env.clock.setTimer(this.env.rand01() * (pacing.jitterMs ?? 0), () => {
-        if (this.sup.stillDue(rt)) void this.initiate(rt.policy.name).catch(() => {});
-      });
-    });
+  start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+    return this.sup.start(pacing);
   }
 
   /** Starts a new ISAKMP SA (Main Mode, or Aggressive when the policy enables it); Quick Modes follow. */

@@ -208,7 +208,6 @@ export class Ikev2Manager implements IkeSaHost {
     this.dropHalfOpen(sa);
     if (!peer) return;
     this.indexSa(sa);
-    this.startDone(peer.name);
     this.sup.onUp(peer.name);
     this.env.emit({
       type: 'handshake.completed',
@@ -233,7 +232,6 @@ export class Ikev2Manager implements IkeSaHost {
     const rt = name ? this.peers.get(name) : undefined;
     void sa.queue.run(async () => {
       const wasUp = sa.state === 'established' || sa.state === 'rekeying';
-      if (phase === 'establish' && name) this.startDone(name);
       // Before the SA goes: a lost restart relationship is wanted from here on (its policies stay).
       this.sup.onSaFailed(rt, sa, reason, phase);
       // A timed-out attempt already waited this long for an answer since it last sent.
@@ -353,51 +351,16 @@ export class Ikev2Manager implements IkeSaHost {
     return this.sup.onAcquire(reqid);
   }
 
-  // ---- start-up -------------------------------------------------------------------
-
-  private startQueue: string[] = [];
-  private startInFlight = new Set<string>();
-  private pacing = { maxConcurrent: 32, jitterMs: 0 };
+  // ---- start-up (pacing in sa/peer-supervision.ts) ------------------------------------
 
   /**
-   * Brings up every peer per its `start` action: traps first (cheap, local),
-   * then `start = now` peers in random order with at most `maxConcurrent`
-   * initiations in flight, each delayed by up to `jitterMs`, so a fleet-wide
-   * restart is not a thundering herd. Responders stay responsive meanwhile:
-   * initiations are ordinary timer callbacks.
+   * Adopts the kernel SAs a crashed predecessor left, then brings up every peer per its
+   * `start` action: traps first, then `start = now` peers in random order, at most
+   * `maxConcurrent` initiations in flight, each delayed by up to `jitterMs`.
    */
   async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
-    this.pacing = { ...this.pacing, ...pacing };
     await this.adoptOrphans();
-    const now: string[] = [];
-    await this.sup.startPeers((rt) => now.push(rt.policy.name));
-    for (let i = now.length - 1; i > 0; i--) {
-      const j = Math.floor(this.env.rand01() * (i + 1));
-      [now[i], now[j]] = [now[j] as string, now[i] as string];
-    }
-    this.startQueue.push(...now);
-    this.pumpStart();
-  }
-
-  private pumpStart(): void {
-    while (this.startInFlight.size < this.pacing.maxConcurrent && this.startQueue.length) {
-      const name = this.startQueue.shift() as string;
-      this.startInFlight.add(name);
-      this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
-        if (!this.sup.stillDue(this.peers.get(name))) {
-          this.startDone(name);
-          return;
-        }
-        this.initiate(name).catch((err) => {
-          this.env.log.warn('initiation failed', { peer: name, error: String(err) });
-          this.startDone(name);
-        });
-      });
-    }
-  }
-
-  private startDone(name: string): void {
-    if (this.startInFlight.delete(name)) this.pumpStart();
+    await this.sup.start(pacing);
   }
 
   // ---- operator / daemon API ---------------------------------------------------

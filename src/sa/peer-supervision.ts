@@ -130,6 +130,7 @@ export class PeerSupervisor {
   /** An SA with the peer is up: first contact made, failures forgotten. */
   onUp(name: string): void {
     this.contacted.add(name);
+    this.startDone(name);
     const rt = this.peers.get(name);
     if (rt) {
       rt.failures = 0;
@@ -169,6 +170,7 @@ export class PeerSupervisor {
       this.env.emit({ type: 'liveness.dead', peer: sa.peerName, silentMs: this.env.clock.now() - sa.lastInboundAt });
     }
     if (!rt) return;
+    if (phase === 'establish') this.startDone(rt.policy.name);
     rt.lastError = sa.lastError ?? { code: 'FAILED', message: reason, at: this.env.clock.now() };
     if (phase !== 'establish' && rt.policy.dpdAction === 'restart') rt.wantUp = true;
   }
@@ -228,16 +230,17 @@ export class PeerSupervisor {
    * unless the daemon is stopping it counts as a failed attempt: the next one follows per
    * the backoff, so the relationship comes back once the cause is gone.
    */
-  private async attempt(rt: PeerRuntime, what: string): Promise<void> {
+  private async attempt(rt: PeerRuntime, what: string): Promise<boolean> {
     try {
       await this.m.initiate(rt.policy.name);
+      return true;
     } catch (err) {
       const name = rt.policy.name;
       const error = err instanceof Error ? err.message : String(err);
       const code = err instanceof CoatiError ? err.code : 'FAILED';
       if (code === 'STOPPING' || this.isStopping) {
         this.env.log.info(`${what}: not initiating, the daemon is stopping`, { peer: name });
-        return;
+        return false;
       }
       rt.lastError = { code, message: error, at: this.env.clock.now() };
       const again =
@@ -251,6 +254,7 @@ export class PeerSupervisor {
         error,
         ...(again ? { retryInMs: rt.nextRetryAt - this.env.clock.now() } : {}),
       });
+      return false;
     }
   }
 
@@ -259,9 +263,10 @@ export class PeerSupervisor {
     rt.retryTimer = undefined;
   }
 
-  /** No more retries for any peer (the daemon stops). */
+  /** No more retries for any peer, and no start-up initiation still queued (the daemon stops). */
   cancelRetries(): void {
     for (const rt of this.peers.values()) this.cancelRetry(rt);
+    this.startQueue.length = 0;
   }
 
   /** The operator's terminate: the peer is no longer wanted up and no retry is pending. */
@@ -300,10 +305,57 @@ export class PeerSupervisor {
     return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
   }
 
+  private readonly startQueue: string[] = [];
+  /** Start-up initiations in flight: from their timer until the peer's SA is up or failed to establish. */
+  private readonly startInFlight = new Set<string>();
+  private pacing = { maxConcurrent: 32, jitterMs: 0 };
+
+  /**
+   * Brings up every peer of this engine per its `start` action: traps first (cheap,
+   * local), then `start = now` peers in random order with at most `maxConcurrent`
+   * initiations in flight, each delayed by up to `jitterMs`, so a fleet-wide restart is
+   * not a thundering herd. Responders stay responsive meanwhile: initiations are ordinary
+   * timer callbacks. A slot is freed when the peer's SA is up (`onUp`) or failed to
+   * establish (`onSaFailed`), or the initiation threw (then a retry follows the backoff).
+   */
+  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+    this.pacing = { ...this.pacing, ...pacing };
+    const now: string[] = [];
+    await this.startPeers((rt) => now.push(rt.policy.name));
+    for (let i = now.length - 1; i > 0; i--) {
+      const j = Math.floor(this.env.rand01() * (i + 1));
+      [now[i], now[j]] = [now[j] as string, now[i] as string];
+    }
+    this.startQueue.push(...now);
+    this.pumpStart();
+  }
+
+  private pumpStart(): void {
+    while (this.startInFlight.size < this.pacing.maxConcurrent && this.startQueue.length) {
+      const name = this.startQueue.shift() as string;
+      this.startInFlight.add(name);
+      this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
+        const rt = this.peers.get(name);
+        if (!this.stillDue(rt)) {
+          this.startDone(name);
+          return;
+        }
+        void this.attempt(rt, 'start-up').then((started) => {
+          if (!started) this.startDone(name);
+        });
+      });
+    }
+  }
+
+  /** A start-up initiation of the peer is over (its SA up or failed): the next one may go. */
+  private startDone(name: string): void {
+    if (this.startInFlight.delete(name)) this.pumpStart();
+  }
+
   /**
    * Start-up per each peer's `start` action, in configuration order: traps installed for
-   * `start = trap`; a `start = now` peer is wanted up and handed to `bringUp`, which
-   * paces its initiation as its engine does.
+   * `start = trap`; a `start = now` peer is wanted up and handed to `bringUp` (`start`
+   * queues it for its paced initiation).
    */
   async startPeers(bringUp: (rt: PeerRuntime) => void): Promise<void> {
     for (const rt of this.peers.values()) {
