@@ -1,11 +1,11 @@
 import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import { localIdentity } from '../ikev2/exchanges/auth-pubkey.js';
-import type { PeerRuntime } from '../ikev2/peer-runtime.js';
+import { type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import { PolicyBook } from '../ikev2/policy-book.js';
 import { type Identity, sameIdentity } from '../sa/identity.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
-import type { PeerPolicy } from '../sa/policy.js';
+import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
 import type { Timer } from '../util/clock.js';
 import { MalformedMessageError } from '../wire/errors.js';
@@ -323,7 +323,41 @@ export class Ikev1Manager implements IsakmpSaHost {
         .filter((c) => c.state === 'installed' || c.state === 'rekeying')
         .map((c) => c.name),
     );
-    for (const child of peer.children) if (!have.has(child.name)) void sa.queue.run(() => startQuickMode(sa, child));
+    for (const child of peer.children)
+      if (!have.has(child.name)) void sa.queue.run(() => this.firstQuickMode(sa, child, 0));
+  }
+
+  /** Timers of first Quick Modes to try again (cancelled on close). */
+  private readonly quickModeRetries = new Set<Timer>();
+
+  /**
+   * The first Quick Mode for a configured child of an ISAKMP SA we initiated. One that
+   * fails (the kernel refused an SPI, no reply, the peer refused) is tried again while the
+   * ISAKMP SA is up and no pair of the child is: after 1 s, 2 s, 4 s ... (jittered, capped
+   * by restart_backoff_max). Before, the ISAKMP SA stayed up without a phase 2 pair and
+   * nothing brought one (IKEv2 retries the whole IKE SA when its IKE_AUTH fails).
+   */
+  private firstQuickMode(sa: IsakmpSa, child: ChildPolicy, failures: number): Promise<void> {
+    return startQuickMode(sa, child, undefined, (ok, reason) => {
+      if (ok || !sa.isUp || sa.replacedBy || !sa.peer || this.refusing) return;
+      const wait = restartBackoff(failures + 1, sa.peer.restartBackoffMaxMs, this.env.rand01);
+      this.env.log.warn('Quick Mode failed', { peer: sa.peerName, child: child.name, reason, retryInMs: wait });
+      const timer = this.env.clock.setTimer(wait, () => {
+        this.quickModeRetries.delete(timer);
+        if (!sa.isUp || sa.replacedBy || this.refusing || this.hasLivePair(sa.peerName, child.name)) return;
+        void sa.queue.run(() => this.firstQuickMode(sa, child, failures + 1));
+      });
+      this.quickModeRetries.add(timer);
+    });
+  }
+
+  /** Whether the peer has an installed (or re-keying) phase 2 pair of the child, or a Quick Mode of ours for it. */
+  private hasLivePair(name: string, child: string): boolean {
+    return this.sasOf(name).some(
+      (o) =>
+        initiatingQuickMode(o, child) ||
+        [...o.children.values()].some((c) => c.name === child && (c.state === 'installed' || c.state === 'rekeying')),
+    );
   }
 
   onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa, peerStartedAt?: number): void {
@@ -829,6 +863,8 @@ export class Ikev1Manager implements IsakmpSaHost {
   /** Stops every timer; with `keepKernel` kernel SAs and policies stay (restart handover). */
   async close(opts: { keepKernel?: boolean } = {}): Promise<void> {
     this.sup.cancelRetries();
+    for (const t of this.quickModeRetries) t.cancel();
+    this.quickModeRetries.clear();
     this.duplicates.close();
     await Promise.all(this.allSas().map((sa) => sa.queue.run(() => sa.destroy('daemon stopping', opts))));
     for (const [peer, list] of [...this.purged]) {

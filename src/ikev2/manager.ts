@@ -1,3 +1,4 @@
+import { CoatiError } from '../errors.js';
 import type { SaInfo } from '../kernel/types.js';
 import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 import type { Identity } from '../sa/identity.js';
@@ -569,7 +570,14 @@ export class Ikev2Manager implements IkeSaHost {
           sa: sa.label,
           error: err instanceof Error ? err.stack : String(err),
         });
-        void sa.queue.run(() => sa.destroy(`internal error: ${err instanceof Error ? err.message : String(err)}`));
+        if (sa.state === 'destroyed') return;
+        // A failure like any other (e.g. the kernel refused an SPI for IKE_AUTH): the SA goes
+        // and the peer's retry or dead-peer action follows; a bare destroy left a wanted peer down.
+        const message = `internal error: ${err instanceof Error ? err.message : String(err)}`;
+        const code = err instanceof CoatiError ? err.code : 'INTERNAL';
+        sa.lastError = { code, message, at: this.env.clock.now() };
+        const up = sa.state === 'established' || sa.state === 'rekeying';
+        this.onFailure(sa, message, up ? 'exchange' : 'establish');
       });
   }
 

@@ -20,7 +20,7 @@ export interface SupervisedManager {
   initiate(name: string): Promise<unknown>;
 }
 
-/** Where the two engines' supervision deliberately differs. */
+/** An engine's supervisor: its IKE version, reqid range and stopping flag (both engines behave alike otherwise). */
 export interface SupervisionOptions {
   /** The IKE version of the engine's peers (others are skipped at start and refused by `beginInitiate`). */
   version: 1 | 2;

@@ -123,6 +123,20 @@ describe.each([1, 2] as const)('IKEv%i: an initiation of its own that throws', (
     expect(ea.established('b')).toHaveLength(1);
   });
 
+  it('a kernel failure while establishing (SPI allocation): the attempt fails, the next one brings the peer up', async () => {
+    const { m, a, ea, rt } = setup(version);
+    a.kernel.injectError('allocSpi', 'KERNEL_ERROR');
+    await ea.initiate('b');
+    await m.settle();
+    await m.advance(30_000, 100);
+    expect(rt.wantUp).toBe(true);
+    expect(ea.established('b')).toHaveLength(1);
+    const pairs = (await a.kernel.listSas()).length;
+    expect(pairs).toBe(2);
+    await macrotask();
+    expect(rejections).toEqual([]);
+  });
+
   it('a dead-peer restart: logged, retried per the backoff, the peer comes up once routed', async () => {
     const { m, b, ea, eb, rt, route, warnings } = setup(version, { dpdDelayMs: 2000, dpdTimeoutMs: 3000 });
     await ea.initiate('b');
