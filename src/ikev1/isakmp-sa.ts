@@ -419,14 +419,14 @@ export class IsakmpSa {
     this.timers.halfOpen?.cancel();
     this.hs.shared?.fill(0);
     this.hs = {};
-    this.armLifetime();
+    this.armLifetime(now);
     this.armDpd();
     this.armKeepalive();
   }
 
-  private armLifetime(): void {
+  /** `now` is the establishment time, so expiresAt is exactly establishedAt + lifetime. */
+  private armLifetime(now: number): void {
     const peer = this.peer;
-    const now = this.env.clock.now();
     const life = this.suite?.lifetimeMs ?? peer?.ikeLifetimeMs ?? 3600_000;
     this.expireAt = now + life;
     // The responder's soft lifetime is shorter by half a margin, as for phase 2: the initiator normally

@@ -390,7 +390,7 @@ export class IkeSa {
     this.timers.halfOpen?.cancel();
     this.initRequest = undefined;
     this.initResponse = undefined;
-    this.armIkeLifetime();
+    this.armIkeLifetime(now);
     this.armDpd();
     this.armKeepalive();
   }
@@ -460,10 +460,10 @@ export class IkeSa {
     this.armKeepalive();
   }
 
-  private armIkeLifetime(): void {
+  /** `now` is the establishment time, so expiresAt is exactly establishedAt + lifetime. */
+  private armIkeLifetime(now: number): void {
     const peer = this.peer;
     if (!peer) return;
-    const now = this.env.clock.now();
     const margin = withJitter(peer.rekeyMarginMs, peer.rekeyJitter, this.env.rand01);
     this.expireAt = now + peer.ikeLifetimeMs;
     this.rekeyAt = this.expireAt - margin;
