@@ -270,6 +270,7 @@ async function onDelete(sa: IsakmpSa, d: DeleteV1Payload): Promise<void> {
     const c = [...sa.children.values()].find((x) => x.spiOut === out);
     if (!c) continue;
     sa.env.emit({ type: 'delete.received', version: 1, peer: sa.peerName, what: 'esp', child: c.name });
+    sa.host.onChildDeletingByPeer?.(sa, c);
     if (c.state !== 'deleting' && c.state !== 'destroyed') sa.transitionChild(c, 'deleting', 'deleted by peer');
     await sa.removeChild(c, 'deleted by peer');
     sa.host.onChildDeletedByPeer?.(sa, c);

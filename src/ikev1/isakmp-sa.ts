@@ -59,6 +59,8 @@ export interface IsakmpSaHost {
    * `peerStartedAt` when the peer's QM1 arrived (responder only).
    */
   onChildInstalled(sa: IsakmpSa, child: ChildSa, rekeyOf?: ChildSa, peerStartedAt?: number): void;
+  /** The peer is deleting this phase 2 pair (called before it is removed). */
+  onChildDeletingByPeer?(sa: IsakmpSa, child: ChildSa): void;
   /** The peer deleted this phase 2 pair (it is gone). */
   onChildDeletedByPeer?(sa: IsakmpSa, child: ChildSa): void;
   /** Responder: the IKEv1 peers a Main Mode from `remote` may be (address matches first). */

@@ -421,6 +421,16 @@ export class Ikev1Manager implements IsakmpSaHost {
   /** Pairs the peer's Quick Mode replaced (peerRekeyed), revived if the peer deletes their replacement. */
   private readonly peerReplaced = new WeakSet<ChildSa>();
 
+  onChildDeletingByPeer(sa: IsakmpSa, c: ChildSa): void {
+    const name = sa.peerName;
+    // The child's last installed pair (not an old one after a re-key): before it goes, a
+    // restart relationship is wanted from here on (its policies stay).
+    const others = this.sasOf(name).some((o) =>
+      [...o.children.values()].some((x) => x !== c && x.name === c.name && x.state === 'installed'),
+    );
+    if (!others) this.sup.onPeerDeleting(this.peers.get(name), sa, true);
+  }
+
   onChildDeletedByPeer(sa: IsakmpSa, gone: ChildSa): void {
     const name = sa.peerName;
     if (this.duplicates.pairs(name, gone.name).length > 0) return;
@@ -467,6 +477,8 @@ export class Ikev1Manager implements IsakmpSaHost {
         heir.adopt(c);
       }
     }
+    // Before the SA goes: a restart relationship is wanted from here on (its policies stay).
+    if (!heir && name) this.sup.onPeerDeleting(this.peers.get(name), sa);
     await sa.destroy(heir ? 'deleted after phase 1 re-negotiation' : 'ISAKMP SA deleted');
     const rt = name ? this.peers.get(name) : undefined;
     if (!heir && rt) await this.sup.onDeletedByPeer(rt);

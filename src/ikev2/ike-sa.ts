@@ -37,6 +37,8 @@ export interface IkeSaHost {
   onEstablished(sa: IkeSa, initialContact: boolean): void;
   /** The SA failed to establish, or an exchange timed out on an established SA. */
   onFailure(sa: IkeSa, reason: string, phase: 'establish' | 'liveness' | 'exchange'): void;
+  /** The peer is deleting this IKE SA (called before it is destroyed). */
+  onPeerDeleting?(sa: IkeSa): void;
   /** The peer deleted this IKE SA (called once it is destroyed). */
   onPeerDelete(sa: IkeSa): void;
   /** A Child SA was installed (orphan cleanup, metrics). */

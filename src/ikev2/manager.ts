@@ -244,6 +244,13 @@ export class Ikev2Manager implements IkeSaHost {
     });
   }
 
+  onPeerDeleting(sa: IkeSa): void {
+    if (sa.rekeyedAway) return;
+    const name = sa.peer?.name;
+    // Before the SA goes: a restart relationship is wanted from here on (its policies stay).
+    this.sup.onPeerDeleting(name ? this.peers.get(name) : undefined, sa);
+  }
+
   onPeerDelete(sa: IkeSa): void {
     const name = sa.peer?.name;
     const rt = name ? this.peers.get(name) : undefined;

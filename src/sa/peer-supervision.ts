@@ -175,6 +175,21 @@ export class PeerSupervisor {
     if (phase !== 'establish' && rt.policy.dpdAction === 'restart') rt.wantUp = true;
   }
 
+  /**
+   * The peer is deleting `sa`, or with `lastPair` the last phase 2 pair of a child (a
+   * graceful stop there, or an operator's terminate), and no other SA of the relationship
+   * is up: with dpd_action = restart it is wanted from here on, before the teardown
+   * releases the policies with the last pair, so they stay (as traps) until the
+   * re-initiation that follows (`onDeletedByPeer`) and the traffic is not sent in clear
+   * text meanwhile. A relationship we initiated is wanted already; this is for one we only
+   * ever answered.
+   */
+  onPeerDeleting(rt: PeerRuntime | undefined, sa: unknown, lastPair = false): void {
+    if (!rt || rt.policy.dpdAction !== 'restart' || this.isStopping) return;
+    if (!lastPair && this.m.established(rt.policy.name).some((o) => o !== sa)) return;
+    rt.wantUp = true;
+  }
+
   /** The peer deleted its SAs (a graceful stop, or a terminate there): when none is left, follow the configured action. */
   async onDeletedByPeer(rt: PeerRuntime): Promise<void> {
     if (this.m.established(rt.policy.name).length > 0) return;

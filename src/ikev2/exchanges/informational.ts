@@ -80,6 +80,7 @@ export async function respondInformational(sa: IkeSa, msg: InboundMessage<Payloa
   const deletes = msg.payloads.filter(isDelete);
   if (deletes.some((d) => d.protocolId === PROTOCOL.IKE)) {
     // RFC 7296 1.4.1: answer with an empty INFORMATIONAL, then the SA is gone.
+    sa.host.onPeerDeleting?.(sa);
     void sa.queue.run(async () => {
       await sa.destroy('deleted by peer');
       sa.host.onPeerDelete(sa);
