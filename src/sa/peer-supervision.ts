@@ -185,7 +185,7 @@ export class PeerSupervisor {
    * ever answered.
    */
   onPeerDeleting(rt: PeerRuntime | undefined, sa: unknown, lastPair = false): void {
-    if (!rt || rt.policy.dpdAction !== 'restart' || this.isStopping) return;
+    if (rt?.policy.dpdAction !== 'restart' || this.isStopping) return;
     if (!lastPair && this.m.established(rt.policy.name).some((o) => o !== sa)) return;
     rt.wantUp = true;
   }
