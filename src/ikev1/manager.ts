@@ -502,6 +502,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     this.dropHalfOpen(sa);
     if (sa.peer) this.unindexPeer(sa, sa.peer.name);
     if (sa.remoteId) this.unindexRemoteId(sa, sa.remoteId);
+    if (sa.peer) this.sup.onSaGone(sa.peer.name);
   }
 
   private dropHalfOpen(sa: IsakmpSa): void {

@@ -325,6 +325,7 @@ export class Ikev2Manager implements IkeSaHost {
     const name = sa.peer?.name;
     const set = name ? this.byPeer.get(name) : undefined;
     if (name && set?.delete(sa) && set.size === 0) this.byPeer.delete(name);
+    if (name) this.sup.onSaGone(name);
   }
 
   /** SAs by peer name (once the SA knows its peer). */

@@ -362,6 +362,17 @@ export class PeerSupervisor {
     }
   }
 
+  /**
+   * An SA of the peer is gone (called by the managers once it is out of their tables). A
+   * start-up initiation whose SA went without an outcome (terminated by the operator while
+   * connecting, replaced by a crossing SA that then failed quietly) frees its slot when
+   * nothing of the peer's is coming up any more: otherwise the slot was held for ever, and
+   * `maxConcurrent` such peers stopped every later start-up initiation.
+   */
+  onSaGone(name: string): void {
+    if (this.startInFlight.has(name) && this.m.connecting(name).length === 0) this.startDone(name);
+  }
+
   /** A start-up initiation of the peer is over (its SA up or failed): the next one may go. */
   private startDone(name: string): void {
     if (this.startInFlight.delete(name)) this.pumpStart();

@@ -19,6 +19,7 @@ interface Engine {
   start(pacing: Partial<typeof PACING>): Promise<void>;
   established(name: string): readonly unknown[];
   connecting(name: string): readonly unknown[];
+  terminate(name: string): Promise<number>;
 }
 const engine = (n: LinkNode) => n.manager as unknown as Engine;
 
@@ -74,5 +75,21 @@ describe.each([1, 2] as const)('IKEv%i start-up pacing', (version) => {
     const order = [...firstSend.entries()].sort((a, b) => a[1] - b[1]).map(([addr]) => addr);
     expect(order).toHaveLength(SPOKES);
     expect(order).not.toEqual(spokes.map((s) => s.addr));
+  });
+
+  it('an in-flight start-up whose SA goes without an outcome (terminated while connecting) frees its slot', async () => {
+    const { m, hub, spokes } = hubAndSpokes(version);
+    for (const s of spokes) s.up = false;
+    await engine(hub).start(PACING);
+    await m.advance(PACING.jitterMs + 10, 10);
+    const first = spokes.filter((s) => engine(hub).connecting(s.name).length > 0);
+    expect(first).toHaveLength(PACING.maxConcurrent);
+    // The operator terminates the three attempts in flight: no SA is up, none failed.
+    for (const s of first) await engine(hub).terminate(s.name);
+    expect(first.filter((s) => engine(hub).connecting(s.name).length > 0)).toEqual([]);
+    // The next three start (their slots were held for ever before).
+    await m.advance(PACING.jitterMs + 10, 10);
+    const next = spokes.filter((s) => !first.includes(s) && engine(hub).connecting(s.name).length > 0);
+    expect(next).toHaveLength(PACING.maxConcurrent);
   });
 });

@@ -200,7 +200,9 @@ describe('Systemd notify', () => {
       const gaps = pings.slice(1).map((t, i) => t - (pings[i] as number));
       expect(Math.max(...gaps)).toBeGreaterThanOrEqual(blockMs + 100);
       const regular = gaps.filter((g) => g < blockMs);
-      for (const g of regular) expect(g).toBeLessThan(usec / 1000 / 2);
+      // A tick is sent while it is less than usec/2 late, so two pings are at most a period
+      // plus that apart (usec/2 alone failed once with a 2-core machine fully loaded).
+      for (const g of regular) expect(g).toBeLessThan(usec / 1000 / 4 + usec / 1000 / 2);
     } finally {
       l.close();
     }
