@@ -365,15 +365,17 @@ export class Daemon {
       const peer = r.config.peers.get(name);
       if (!peer) continue;
       const policy = await compilePeer(peer, routeSource);
-      const changed = d.changed.includes(name);
+      // A peer that moved to the other IKE version leaves the engine that had it (its SAs
+      // deleted through the peer, its traps removed) and is new to the other one.
+      const other = peer.version === 1 ? this.manager : this.v1;
+      if (other.peer(name)) await other.removePeer(name);
+      const engine = peer.version === 1 ? this.v1 : this.manager;
+      const changed = engine.peer(name) !== undefined;
+      engine.setPeer(policy);
       if (peer.version === 1) {
-        this.v1.setPeer(policy);
         if (changed) await this.v1.terminate(name);
         if (policy.start === 'now') void this.v1.initiate(name).catch(() => {});
-        continue;
-      }
-      this.manager.setPeer(policy);
-      if (changed) {
+      } else if (changed) {
         // New settings take effect through a fresh IKE SA, made before the old one goes.
         void this.manager
           .replace(name)
@@ -381,10 +383,9 @@ export class Daemon {
             this.logger.warn('replacing the SAs of a changed peer failed', { peer: name, error: String(err) }),
           );
       } else if (policy.start === 'now') void this.manager.initiate(name).catch(() => {});
-      if (policy.start === 'trap') {
-        const rt = this.manager.peer(name);
-        if (rt) await this.manager.installTraps(rt);
-      }
+      // Traps as the new configuration says: installed for start = trap (new selectors in,
+      // stale ones out), removed when it no longer is.
+      await engine.syncTraps(name);
     }
     this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;

@@ -355,6 +355,12 @@ export class Ikev2Manager implements IkeSaHost {
     return this.sup.installTraps(rt);
   }
 
+  /** After a reload changed the peer: its traps as the new configuration says (PeerSupervisor.syncTraps). */
+  async syncTraps(name: string): Promise<void> {
+    const rt = this.peers.get(name);
+    if (rt) await this.sup.syncTraps(rt);
+  }
+
   /** Kernel ACQUIRE for one of our reqids: bring the owning peer up. */
   onAcquire(reqid: number): Promise<void> {
     return this.sup.onAcquire(reqid);

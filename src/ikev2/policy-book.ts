@@ -10,9 +10,12 @@ function key(p: PolicySpec): string {
 
 interface Entry {
   policies: Map<string, PolicySpec>;
-  holders: Set<string>;
+  /** Each Child SA holding the reqid, with the selectors (keys) it installed. */
+  holders: Map<string, ReadonlySet<string>>;
   /** Trap policies stay when the last holder goes (on-demand / dpd_action=trap). */
   trap: boolean;
+  /** Set by an exact trap (reload): the only selectors left once no Child SA holds the reqid. */
+  exact?: Set<string>;
 }
 
 /**
@@ -39,7 +42,7 @@ export class PolicyBook {
   private entry(reqid: number): Entry {
     let e = this.entries.get(reqid);
     if (!e) {
-      e = { policies: new Map(), holders: new Set(), trap: false };
+      e = { policies: new Map(), holders: new Map(), trap: false };
       this.entries.set(reqid, e);
     }
     return e;
@@ -49,7 +52,7 @@ export class PolicyBook {
   async hold(reqid: number, holder: string, relative: readonly PolicySpec[]): Promise<void> {
     const specs = this.banded(relative);
     const e = this.entry(reqid);
-    e.holders.add(holder);
+    e.holders.set(holder, new Set(specs.map(key)));
     for (const p of specs) {
       const k = key(p);
       if (e.policies.has(k)) await this.kernel.updatePolicy(p);
@@ -71,8 +74,13 @@ export class PolicyBook {
     }
   }
 
-  /** Marks the reqid's policies as trap policies, installing them if needed. */
-  async trap(reqid: number, relative: readonly PolicySpec[]): Promise<void> {
+  /**
+   * Trap policies for a reqid (missing selectors added). With `exact` (a reload that
+   * changed the peer) and no Child SA holding the reqid, selectors not among `relative`
+   * go too, after the new ones are in: a changed traffic selector's old trap would
+   * otherwise stay and hold traffic no negotiation can carry.
+   */
+  async trap(reqid: number, relative: readonly PolicySpec[], opts: { exact?: boolean } = {}): Promise<void> {
     const specs = this.banded(relative);
     const e = this.entry(reqid);
     e.trap = true;
@@ -81,6 +89,28 @@ export class PolicyBook {
       if (!e.policies.has(k)) {
         await this.addOrTakeOver(p);
         e.policies.set(k, p);
+      }
+    }
+    if (!opts.exact) return;
+    e.exact = new Set(specs.map(key));
+    if (e.holders.size === 0) await this.prune(e);
+  }
+
+  /**
+   * An exact trap's entry: selectors neither the trap's nor a remaining holder's go (after
+   * the new ones are in).
+   */
+  private async prune(e: Entry): Promise<void> {
+    const trap = e.exact;
+    if (!trap) return;
+    for (const [k, p] of [...e.policies]) {
+      if (trap.has(k) || [...e.holders.values()].some((held) => held.has(k))) continue;
+      e.policies.delete(k);
+      if (await this.ownedElsewhere(k, e)) continue;
+      try {
+        await this.kernel.deletePolicy({ selector: p.selector, dir: p.dir, ...(p.mark ? { mark: p.mark } : {}) });
+      } catch {
+        // Already gone: nothing left to remove.
       }
     }
   }
@@ -93,6 +123,7 @@ export class PolicyBook {
     const e = this.entries.get(reqid);
     if (!e) return;
     e.trap = false;
+    e.exact = undefined;
     if (e.holders.size === 0) await this.removeAll(reqid, e);
   }
 
@@ -100,7 +131,11 @@ export class PolicyBook {
   async release(reqid: number, holder: string): Promise<void> {
     const e = this.entries.get(reqid);
     if (!e?.holders.delete(holder)) return;
-    if (e.holders.size > 0 || e.trap) return;
+    if (e.holders.size > 0 || e.trap) {
+      // A reload changed the trap's selectors while a pair held the old ones: they go now.
+      await this.prune(e);
+      return;
+    }
     if (this.retainers.some((keep) => keep(reqid))) {
       // The relationship is still wanted (being re-established): the policies stay as
       // traps, so traffic is held (and raises ACQUIRE) instead of leaving in clear text.
@@ -122,7 +157,8 @@ export class PolicyBook {
 
   private async removeAll(reqid: number, e: Entry): Promise<void> {
     this.entries.delete(reqid);
-    for (const p of e.policies.values()) {
+    for (const [k, p] of e.policies) {
+      if (await this.ownedElsewhere(k, e)) continue;
       try {
         await this.kernel.deletePolicy({ selector: p.selector, dir: p.dir, ...(p.mark ? { mark: p.mark } : {}) });
       } catch {
@@ -132,12 +168,34 @@ export class PolicyBook {
   }
 
   /**
+   * Whether another reqid's entry has a policy with this selector and direction (a child
+   * renamed by a reload gets a new reqid for the same selectors and takes the kernel
+   * policy over): removing the old entry must not delete the policy the new one uses, and
+   * the kernel gets the remaining owner's version of it.
+   */
+  private async ownedElsewhere(k: string, e: Entry): Promise<boolean> {
+    for (const o of this.entries.values()) {
+      const mine = o !== e ? o.policies.get(k) : undefined;
+      if (!mine) continue;
+      // The kernel's policy may still carry the leaving entry's template: the owner's goes back in.
+      try {
+        await this.kernel.updatePolicy(mine);
+      } catch {
+        // Gone meanwhile (an operator or a flush): the owner's next install adds it.
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /**
    * Re-learns policies that are already in the kernel (checkpoint restore
    * after a daemon restart): no kernel writes. `banded` as `snapshot()` gave them.
    */
   adopt(reqid: number, banded: readonly PolicySpec[], opts: { holder?: string; trap?: boolean }): void {
     const e = this.entry(reqid);
-    if (opts.holder !== undefined) e.holders.add(opts.holder);
+    if (opts.holder !== undefined)
+      e.holders.set(opts.holder, new Set([...(e.holders.get(opts.holder) ?? []), ...banded.map(key)]));
     if (opts.trap) e.trap = true;
     for (const p of banded) e.policies.set(key(p), { ...p });
   }
@@ -146,7 +204,7 @@ export class PolicyBook {
   snapshot(): { reqid: number; holders: string[]; trap: boolean; policies: PolicySpec[] }[] {
     return [...this.entries].map(([reqid, e]) => ({
       reqid,
-      holders: [...e.holders],
+      holders: [...e.holders.keys()],
       trap: e.trap,
       policies: [...e.policies.values()],
     }));

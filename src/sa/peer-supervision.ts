@@ -305,6 +305,34 @@ export class PeerSupervisor {
     }
   }
 
+  /**
+   * After a reload changed the peer: its trap policies as the new configuration says.
+   * `start = trap`: every configured child trapped with its configured selectors (stale
+   * selectors of an untouched reqid go). A child no longer configured loses its trap, and
+   * so does every child when the peer is no longer `start = trap`, unless the traps are
+   * how the relationship is kept (dpd_action = trap, or restart while wanted: those stay
+   * until the next negotiation). Policies held by an installed pair stay until it goes.
+   */
+  async syncTraps(rt: PeerRuntime): Promise<void> {
+    const p = rt.policy;
+    const trapped = new Set<number>();
+    if (p.start === 'trap') {
+      const local = p.localAddress ?? (await this.sourceFor(p.remoteAddress));
+      for (const child of p.children) {
+        const reqid = this.reqidFor(p.name, child.name);
+        await this.m.book.trap(reqid, childPoliciesFor(reqid, child, local, p.remoteAddress), { exact: true });
+        trapped.add(reqid);
+      }
+    }
+    const keepsTraps = p.dpdAction === 'trap' || (p.dpdAction === 'restart' && rt.wantUp);
+    const configured = new Set(p.children.map((c) => c.name));
+    for (const [child, reqid] of rt.reqids) {
+      if (trapped.has(reqid) || !this.m.book.isTrapped(reqid)) continue;
+      if (keepsTraps && configured.has(child)) continue;
+      await this.m.book.untrap(reqid);
+    }
+  }
+
   /** Kernel ACQUIRE for one of our reqids: bring the owning peer up (unless it is up or coming up). */
   async onAcquire(reqid: number): Promise<void> {
     if (this.isStopping) return;
