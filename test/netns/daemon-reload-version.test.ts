@@ -1,0 +1,123 @@
+/**
+ * A reload that moves a peer to the other IKE version: the engine that had the peer
+ * deletes its SAs (through the peer) and forgets it, and the other engine brings the
+ * relationship up. Before, Daemon.reload gave the peer to the new engine only: the old
+ * engine kept its SAs and its supervision (two relationships with one host, the old one
+ * re-established after every loss with the old settings).
+ *
+ * Two in-process daemons (sockets in two harness namespaces), memory kernels.
+ */
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
+import { Lab, waitFor } from '../harness/netns.js';
+import { pairTopology } from '../harness/topology.js';
+
+const PSK = 'coati-reload-version-test-NOT-A-SECRET';
+
+function writeNode(dir: string, self: string, peer: string, peerAddr: string, start: 'now' | 'none'): string {
+  for (const d of ['peers.d', 'secrets', 'state']) mkdirSync(join(dir, d), { recursive: true });
+  chmodSync(join(dir, 'secrets'), 0o700);
+  writeFileSync(join(dir, 'secrets', 'pair.psk'), `${PSK}\n`, { mode: 0o600 });
+  const conf = join(dir, 'coati.conf');
+  writeFileSync(
+    conf,
+    `[daemon]
+state_dir = "${join(dir, 'state')}"
+socket = "${join(dir, 'coati.sock')}"
+listen = ["${self}"]
+shutdown = "delete"
+
+[kernel]
+backend = "memory"
+
+[startup]
+initiation_jitter = "0s"
+
+[defaults]
+local_address = "${self}"
+psk_file = "secrets/pair.psk"
+ike_proposals = "aes128-sha256-modp2048"
+esp_proposals = "aes128-sha256-modp2048"
+start = "${start}"
+dpd_delay = "0s"
+`,
+  );
+  setVersion(dir, peer, peerAddr, 2);
+  return conf;
+}
+
+function setVersion(dir: string, peer: string, peerAddr: string, version: 1 | 2): void {
+  writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = ${version}\naddress = "${peerAddr}"\n`);
+}
+
+describe('reload: a peer moved from IKEv2 to IKEv1', () => {
+  let lab: Lab;
+  const daemons: Daemon[] = [];
+  beforeAll(async () => {
+    lab = await Lab.create({ label: 'reload-version' });
+  });
+  afterAll(async () => {
+    for (const d of daemons) await d.stop({ keepKernel: false }).catch(() => {});
+    await lab?.destroy();
+  });
+
+  it('the IKEv2 SAs go, the IKEv1 relationship comes up, the IKEv2 engine forgets the peer', async () => {
+    const { a, b, aAddr, bAddr } = await pairTopology(lab);
+    const logs: string[] = [];
+    const dirA = lab.subdir('a');
+    const dirB = lab.subdir('b');
+    const kernelA = new MemoryKernel();
+    const da = new Daemon({
+      configPath: writeNode(dirA, aAddr, 'b', bAddr, 'none'),
+      kernel: kernelA,
+      netns: a.name,
+      logSink: (l) => logs.push(`a ${l}`),
+    });
+    daemons.push(da);
+    await da.start();
+    const db = new Daemon({
+      configPath: writeNode(dirB, bAddr, 'a', aAddr, 'now'),
+      kernel: new MemoryKernel(),
+      netns: b.name,
+      logSink: (l) => logs.push(`b ${l}`),
+    });
+    daemons.push(db);
+    await db.start();
+    const context = () => logs.slice(-40).join('');
+    await waitFor('the IKEv2 SA between a and b', async () => da.manager.established('b').length === 1 || undefined, {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      context,
+    });
+
+    // Both ends move the peer to IKEv1 (b first: it initiates once reloaded).
+    setVersion(dirA, 'b', bAddr, 1);
+    setVersion(dirB, 'a', aAddr, 1);
+    const ra = await da.reload();
+    const rb = await db.reload();
+    expect(ra).toMatchObject({ ok: true, changed: ['b'] });
+    expect(rb).toMatchObject({ ok: true, changed: ['a'] });
+
+    await waitFor(
+      'the IKEv1 pair between a and b, and no IKEv2 SA left',
+      async () =>
+        da.v1.established('b').some((sa) => [...sa.children.values()].some((c) => c.state === 'installed')) &&
+        da.manager.sasOf('b').length === 0 &&
+        db.manager.sasOf('a').length === 0
+          ? true
+          : undefined,
+      { timeoutMs: 20_000, intervalMs: 50, context },
+    );
+    expect(da.manager.peer('b')).toBeUndefined();
+    expect(db.manager.peer('a')).toBeUndefined();
+    // The kernel holds the IKEv1 pair only.
+    const [child] = [...(da.v1.established('b')[0]?.children.values() ?? [])];
+    expect((await kernelA.listSas()).map((s) => s.spi).sort()).toEqual([child?.spiIn, child?.spiOut].sort());
+    // The status shows the relationship once.
+    const st = await da.controlApi().status();
+    expect(st.peers.filter((p) => p.name === 'b')).toHaveLength(1);
+  }, 60_000);
+});
