@@ -7,71 +7,24 @@
  *
  * Two in-process daemons (sockets in two harness namespaces), memory kernels.
  */
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
-import { Lab, waitFor } from '../harness/netns.js';
+import { waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
-
-const PSK = 'coati-reload-version-test-NOT-A-SECRET';
-
-function writeNode(dir: string, self: string, peer: string, peerAddr: string, start: 'now' | 'none'): string {
-  for (const d of ['peers.d', 'secrets', 'state']) mkdirSync(join(dir, d), { recursive: true });
-  chmodSync(join(dir, 'secrets'), 0o700);
-  writeFileSync(join(dir, 'secrets', 'pair.psk'), `${PSK}\n`, { mode: 0o600 });
-  const conf = join(dir, 'coati.conf');
-  writeFileSync(
-    conf,
-    `[daemon]
-state_dir = "${join(dir, 'state')}"
-socket = "${join(dir, 'coati.sock')}"
-listen = ["${self}"]
-shutdown = "delete"
-
-[kernel]
-backend = "memory"
-
-[startup]
-initiation_jitter = "0s"
-
-[defaults]
-local_address = "${self}"
-psk_file = "secrets/pair.psk"
-ike_proposals = "aes128-sha256-modp2048"
-esp_proposals = "aes128-sha256-modp2048"
-start = "${start}"
-dpd_delay = "0s"
-`,
-  );
-  setVersion(dir, peer, peerAddr, 2);
-  return conf;
-}
-
-function setVersion(dir: string, peer: string, peerAddr: string, version: 1 | 2): void {
-  writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = ${version}\naddress = "${peerAddr}"\n`);
-}
+import { useInprocLab, writeNode, writePeer } from '../helpers/inproc-daemon.js';
 
 describe('reload: a peer moved from IKEv2 to IKEv1', () => {
-  let lab: Lab;
-  const daemons: Daemon[] = [];
-  beforeAll(async () => {
-    lab = await Lab.create({ label: 'reload-version' });
-  });
-  afterAll(async () => {
-    for (const d of daemons) await d.stop({ keepKernel: false }).catch(() => {});
-    await lab?.destroy();
-  });
+  const { lab: labOf, daemons } = useInprocLab('reload-version');
 
   it('the IKEv2 SAs go, the IKEv1 relationship comes up, the IKEv2 engine forgets the peer', async () => {
-    const { a, b, aAddr, bAddr } = await pairTopology(lab);
+    const { a, b, aAddr, bAddr } = await pairTopology(labOf());
     const logs: string[] = [];
-    const dirA = lab.subdir('a');
-    const dirB = lab.subdir('b');
+    const dirA = labOf().subdir('a');
+    const dirB = labOf().subdir('b');
     const kernelA = new MemoryKernel();
     const da = new Daemon({
-      configPath: writeNode(dirA, aAddr, 'b', bAddr, 'none'),
+      configPath: writeNode(dirA, aAddr, 'b', bAddr, 'none', 2),
       kernel: kernelA,
       netns: a.name,
       logSink: (l) => logs.push(`a ${l}`),
@@ -79,7 +32,7 @@ describe('reload: a peer moved from IKEv2 to IKEv1', () => {
     daemons.push(da);
     await da.start();
     const db = new Daemon({
-      configPath: writeNode(dirB, bAddr, 'a', aAddr, 'now'),
+      configPath: writeNode(dirB, bAddr, 'a', aAddr, 'now', 2),
       kernel: new MemoryKernel(),
       netns: b.name,
       logSink: (l) => logs.push(`b ${l}`),
@@ -94,8 +47,8 @@ describe('reload: a peer moved from IKEv2 to IKEv1', () => {
     });
 
     // Both ends move the peer to IKEv1 (b first: it initiates once reloaded).
-    setVersion(dirA, 'b', bAddr, 1);
-    setVersion(dirB, 'a', aAddr, 1);
+    writePeer(dirA, 'b', bAddr, 1);
+    writePeer(dirB, 'a', aAddr, 1);
     const ra = await da.reload();
     const rb = await db.reload();
     expect(ra).toMatchObject({ ok: true, changed: ['b'] });

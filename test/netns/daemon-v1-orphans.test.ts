@@ -12,61 +12,18 @@
  * memory kernel; node b's kernel holds a pair with a's address before b starts,
  * as a SIGKILLed predecessor would have left it.
  */
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
-import { Lab, waitFor } from '../harness/netns.js';
+import { waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
-
-const PSK = 'coati-v1-orphan-test-NOT-A-SECRET';
-
-function writeNode(dir: string, self: string, peer: string, peerAddr: string, start: 'now' | 'none'): string {
-  for (const d of ['peers.d', 'secrets', 'state']) mkdirSync(join(dir, d), { recursive: true });
-  chmodSync(join(dir, 'secrets'), 0o700);
-  writeFileSync(join(dir, 'secrets', 'pair.psk'), `${PSK}\n`, { mode: 0o600 });
-  const conf = join(dir, 'coati.conf');
-  writeFileSync(
-    conf,
-    `[daemon]
-state_dir = "${join(dir, 'state')}"
-socket = "${join(dir, 'coati.sock')}"
-listen = ["${self}"]
-shutdown = "delete"
-
-[kernel]
-backend = "memory"
-
-[startup]
-initiation_jitter = "0s"
-
-[defaults]
-local_address = "${self}"
-psk_file = "secrets/pair.psk"
-ike_proposals = "aes128-sha256-modp2048"
-esp_proposals = "aes128-sha256-modp2048"
-start = "${start}"
-dpd_delay = "0s"
-`,
-  );
-  writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = 1\naddress = "${peerAddr}"\n`);
-  return conf;
-}
+import { useInprocLab, writeNode } from '../helpers/inproc-daemon.js';
 
 describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go', () => {
-  let lab: Lab;
-  const daemons: Daemon[] = [];
-  beforeAll(async () => {
-    lab = await Lab.create({ label: 'v1-orphans' });
-  });
-  afterAll(async () => {
-    for (const d of daemons) await d.stop({ keepKernel: false }).catch(() => {});
-    await lab?.destroy();
-  });
+  const { lab: labOf, daemons } = useInprocLab('v1-orphans');
 
   it('the orphan pair with the peer is deleted after the new pair is installed, other orphans stay', async () => {
-    const { a, b, aAddr, bAddr } = await pairTopology(lab);
+    const { a, b, aAddr, bAddr } = await pairTopology(labOf());
     const kernelA = new MemoryKernel();
     const kernelB = new MemoryKernel();
     const reqid = kernelB.ownership.reqidMin + 7;
@@ -82,7 +39,7 @@ describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go
 
     const logs: string[] = [];
     const da = new Daemon({
-      configPath: writeNode(lab.subdir('a'), aAddr, 'b', bAddr, 'none'),
+      configPath: writeNode(labOf().subdir('a'), aAddr, 'b', bAddr, 'none'),
       kernel: kernelA,
       netns: a.name,
       logSink: (l) => logs.push(`a ${l}`),
@@ -90,7 +47,7 @@ describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go
     daemons.push(da);
     await da.start();
     const db = new Daemon({
-      configPath: writeNode(lab.subdir('b'), bAddr, 'a', aAddr, 'now'),
+      configPath: writeNode(labOf().subdir('b'), bAddr, 'a', aAddr, 'now'),
       kernel: kernelB,
       netns: b.name,
       logSink: (l) => logs.push(`b ${l}`),
