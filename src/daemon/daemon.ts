@@ -27,6 +27,7 @@ import {
   startMetricsServer,
 } from '../obs/index.js';
 import { systemClock } from '../util/clock.js';
+import { runPaced } from '../util/paced.js';
 import {
   CheckpointError,
   CheckpointWriter,
@@ -361,6 +362,20 @@ export class Daemon {
       await this.manager.removePeer(name);
       await this.v1.removePeer(name);
     }
+    // Nothing of the peer's up or coming up: the peer may have initiated while this waited its turn.
+    const idle = (
+      e: { established(n: string): readonly unknown[]; connecting(n: string): readonly unknown[] },
+      n: string,
+    ) => e.established(n).length === 0 && e.connecting(n).length === 0;
+    // An initiation holds its turn until its SA is up or gone (at most 30 s), as at start-up.
+    const settled = async (e: { connecting(n: string): readonly unknown[] }, n: string, sa: unknown) => {
+      const until = Date.now() + 30_000;
+      while (e.connecting(n).includes(sa) && Date.now() < until)
+        await new Promise<void>((resolve) => systemClock.setTimer(100, resolve));
+    };
+    // Negotiations the reload starts (a changed peer's new SAs, a new peer's first), paced
+    // as at start-up: a change of the mesh defaults changes every peer, on every host.
+    const negotiations: { name: string; run: () => Promise<unknown> }[] = [];
     for (const name of [...d.added, ...d.changed]) {
       const peer = r.config.peers.get(name);
       if (!peer) continue;
@@ -373,20 +388,49 @@ export class Daemon {
       const changed = engine.peer(name) !== undefined;
       engine.setPeer(policy);
       if (peer.version === 1) {
-        if (changed) await this.v1.terminate(name);
-        if (policy.start === 'now') void this.v1.initiate(name).catch(() => {});
+        // IKEv1 has no replacement of a phase 1 made before the old one goes: Delete, then anew.
+        if (changed || policy.start === 'now')
+          negotiations.push({
+            name,
+            run: async () => {
+              if (changed) await this.v1.terminate(name);
+              if (policy.start === 'now' && this.v1.peer(name)?.policy === policy && idle(this.v1, name))
+                await settled(this.v1, name, await this.v1.initiate(name));
+            },
+          });
       } else if (changed) {
         // New settings take effect through a fresh IKE SA, made before the old one goes.
-        void this.manager
-          .replace(name)
-          .catch((err) =>
-            this.logger.warn('replacing the SAs of a changed peer failed', { peer: name, error: String(err) }),
-          );
-      } else if (policy.start === 'now') void this.manager.initiate(name).catch(() => {});
+        negotiations.push({
+          name,
+          run: () => (this.manager.peer(name)?.policy === policy ? this.manager.replace(name) : Promise.resolve()),
+        });
+      } else if (policy.start === 'now')
+        negotiations.push({
+          name,
+          run: () =>
+            this.manager.peer(name)?.policy === policy && idle(this.manager, name)
+              ? this.manager.initiate(name).then((sa) => settled(this.manager, name, sa))
+              : Promise.resolve(),
+        });
       // Traps as the new configuration says: installed for start = trap (new selectors in,
       // stale ones out), removed when it no longer is.
       await engine.syncTraps(name);
     }
+    const pacing = {
+      maxConcurrent: r.config.startup.maxConcurrentInitiations,
+      jitterMs: Math.min(r.config.startup.initiationJitterMs, negotiations.length * START_SPACING_MS),
+    };
+    void runPaced(
+      negotiations.map((n) => n.run),
+      pacing,
+      systemClock,
+      Math.random,
+      (i, err) =>
+        this.logger.warn('a negotiation after the reload failed', {
+          peer: negotiations[i]?.name,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+    );
     this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;
     await this.applySpdHash(r.config);

@@ -18,6 +18,7 @@ export function writeNode(
   peerAddr: string,
   start: 'now' | 'none',
   version: 1 | 2 = 1,
+  startup = '',
 ): string {
   for (const d of ['peers.d', 'secrets', 'state']) mkdirSync(join(dir, d), { recursive: true });
   chmodSync(join(dir, 'secrets'), 0o700);
@@ -36,6 +37,7 @@ backend = "memory"
 
 [startup]
 initiation_jitter = "0s"
+${startup}
 
 [defaults]
 local_address = "${self}"
@@ -50,9 +52,9 @@ dpd_delay = "0s"
   return conf;
 }
 
-/** (Re)writes the peer's file in `dir`'s peers.d. */
-export function writePeer(dir: string, peer: string, peerAddr: string, version: 1 | 2): void {
-  writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = ${version}\naddress = "${peerAddr}"\n`);
+/** (Re)writes the peer's file in `dir`'s peers.d (`extra`: more lines of it). */
+export function writePeer(dir: string, peer: string, peerAddr: string, version: 1 | 2, extra = ''): void {
+  writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = ${version}\naddress = "${peerAddr}"\n${extra}`);
 }
 
 /**

@@ -1,0 +1,54 @@
+/**
+ * A reload that adds (or changes) many peers starts their negotiations paced as at
+ * start-up: at most `startup.max_concurrent_initiations` in flight. A change of the mesh
+ * defaults changes every peer on every host at once; before, each reload started all of
+ * them in the same instant.
+ *
+ * One in-process daemon (socket in a harness namespace, memory kernel); the added peers'
+ * addresses answer nothing, so every initiation stays in flight (IKE_SA_INIT retransmits).
+ */
+import { describe, expect, it } from 'vitest';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
+import { waitFor } from '../harness/netns.js';
+import { pairTopology } from '../harness/topology.js';
+import { useInprocLab, writeNode, writePeer } from '../helpers/inproc-daemon.js';
+
+const ADDED = 12;
+const MAX = 3;
+
+describe('reload: many peers added at once', () => {
+  const { lab: labOf, daemons } = useInprocLab('reload-pacing');
+
+  it(`initiates to them at most ${MAX} at a time`, async () => {
+    const { a, aAddr, bAddr } = await pairTopology(labOf());
+    const dir = labOf().subdir('a');
+    const logs: string[] = [];
+    const da = new Daemon({
+      configPath: writeNode(dir, aAddr, 'b', bAddr, 'none', 2, `max_concurrent_initiations = ${MAX}`),
+      kernel: new MemoryKernel(),
+      netns: a.name,
+      logSink: (l) => logs.push(l),
+    });
+    daemons.push(da);
+    await da.start();
+    const names = Array.from({ length: ADDED }, (_, i) => `p${i}`);
+    for (const [i, n] of names.entries()) writePeer(dir, n, `198.51.100.${100 + i}`, 2, 'start = "now"\n');
+    const r = await da.reload();
+    expect(r).toMatchObject({ ok: true, added: [...names].sort() });
+    const inFlight = () => names.filter((n) => da.manager.connecting(n).length > 0).length;
+    await waitFor('the first initiations', async () => inFlight() > 0 || undefined, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+      context: () => logs.slice(-20).join(''),
+    });
+    let most = 0;
+    for (let t = 0; t < 2000; t += 20) {
+      most = Math.max(most, inFlight());
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    // Unanswered, each holds its slot: exactly MAX in flight, the others wait their turn.
+    expect(most).toBe(MAX);
+    expect(inFlight()).toBe(MAX);
+  }, 30_000);
+});
