@@ -27,7 +27,7 @@ import {
   startMetricsServer,
 } from '../obs/index.js';
 import { systemClock } from '../util/clock.js';
-import { runPaced } from '../util/paced.js';
+import { InitiationGate, runPaced } from '../util/paced.js';
 import {
   CheckpointError,
   CheckpointWriter,
@@ -80,6 +80,8 @@ export class Daemon {
   private keylogDir: string | null = null;
   readonly systemd = new Systemd();
   private stopping = false;
+  /** The one budget of initiations started in bulk: start-up of both engines, and reload's. */
+  private readonly gate = new InitiationGate(systemClock, Math.random);
 
   constructor(private readonly opts: DaemonOptions) {}
 
@@ -166,9 +168,10 @@ export class Daemon {
     });
     await this.startMetrics(c);
     const pacing = startPacing(c);
-    await this.manager.start(pacing);
+    this.gate.maxConcurrent = pacing.maxConcurrent;
+    await this.manager.start({ ...pacing, gate: this.gate });
     // IKEv1 peers with start = "now" / "trap" (they were only brought up by a reload before).
-    await this.v1.start(pacing);
+    await this.v1.start({ ...pacing, gate: this.gate });
     const peers = this.manager.peerNames().length + this.v1.peerNames().length;
     log.notice(`coatid ${VERSION} started`, { peers, kernel: this.kernel.name });
     this.systemd.ready(`${peers} peers`);
@@ -416,10 +419,12 @@ export class Daemon {
       // stale ones out), removed when it no longer is.
       await engine.syncTraps(name);
     }
+    // Through the gate start-up uses: a reload during start-up does not add a second cap's worth.
     const pacing = {
       maxConcurrent: r.config.startup.maxConcurrentInitiations,
       jitterMs: Math.min(r.config.startup.initiationJitterMs, negotiations.length * START_SPACING_MS),
     };
+    this.gate.maxConcurrent = pacing.maxConcurrent;
     void runPaced(
       negotiations.map((n) => n.run),
       pacing,
@@ -430,6 +435,7 @@ export class Daemon {
           peer: negotiations[i]?.name,
           error: err instanceof Error ? err.message : String(err),
         }),
+      this.gate,
     );
     this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;

@@ -8,6 +8,7 @@ import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
 import type { Timer } from '../util/clock.js';
+import type { InitiationGate } from '../util/paced.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import {
   decodeIsakmpHeader,
@@ -540,7 +541,7 @@ export class Ikev1Manager implements IsakmpSaHost {
    * `start = now` peers in random order, at most `maxConcurrent` initiations in flight
    * (until the ISAKMP SA is up or failed), each delayed by up to `jitterMs`.
    */
-  start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+  start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
     return this.sup.start(pacing);
   }
 

@@ -6,6 +6,7 @@ import { sameIdentity } from '../sa/identity.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
+import type { InitiationGate } from '../util/paced.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import {
   decodeHeader,
@@ -373,7 +374,7 @@ export class Ikev2Manager implements IkeSaHost {
    * `start` action: traps first, then `start = now` peers in random order, at most
    * `maxConcurrent` initiations in flight, each delayed by up to `jitterMs`.
    */
-  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
+  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
     await this.adoptOrphans();
     await this.sup.start(pacing);
   }

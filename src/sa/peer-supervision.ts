@@ -3,6 +3,7 @@ import { childPoliciesFor } from '../ikev2/child-sa.js';
 import type { EngineEnv } from '../ikev2/env.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import type { PolicyBook } from '../ikev2/policy-book.js';
+import { InitiationGate } from '../util/paced.js';
 import type { PeerPolicy } from './policy.js';
 
 /** Why a peer's last SA went away: what `afterLoss` does next depends on it. */
@@ -281,7 +282,7 @@ export class PeerSupervisor {
   /** No more retries for any peer, and no start-up initiation still queued (the daemon stops). */
   cancelRetries(): void {
     for (const rt of this.peers.values()) this.cancelRetry(rt);
-    this.startQueue.length = 0;
+    this.startEpoch++;
   }
 
   /** The operator's terminate: the peer is no longer wanted up and no retry is pending. */
@@ -348,46 +349,50 @@ export class PeerSupervisor {
     return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
   }
 
-  private readonly startQueue: string[] = [];
-  /** Start-up initiations in flight: from their timer until the peer's SA is up or failed to establish. */
-  private readonly startInFlight = new Set<string>();
-  private pacing = { maxConcurrent: 32, jitterMs: 0 };
+  /** Start-up initiations holding a slot of the gate: from their turn until the peer's SA is up or failed to establish. */
+  private readonly startInFlight = new Map<string, () => void>();
+  private gate: InitiationGate | undefined;
+  /** Bumped by `cancelRetries` (stopping): start-up turns queued before it are void. */
+  private startEpoch = 0;
 
   /**
    * Brings up every peer of this engine per its `start` action: traps first (cheap,
-   * local), then `start = now` peers in random order with at most `maxConcurrent`
-   * initiations in flight, each delayed by up to `jitterMs`, so a fleet-wide restart is
-   * not a thundering herd. Responders stay responsive meanwhile: initiations are ordinary
-   * timer callbacks. A slot is freed when the peer's SA is up (`onUp`) or failed to
-   * establish (`onSaFailed`), or the initiation threw (then a retry follows the backoff).
+   * local), then `start = now` peers in random order through `pacing.gate` (the daemon's,
+   * shared with the other engine and with reload; one of the supervisor's own with
+   * `maxConcurrent` otherwise): at most that many initiations in flight, each delayed by up
+   * to `jitterMs`, so a fleet-wide restart is not a thundering herd. Responders stay
+   * responsive meanwhile: initiations are ordinary timer callbacks. A slot is freed when
+   * the peer's SA is up (`onUp`), failed to establish (`onSaFailed`) or went without an
+   * outcome (`onSaGone`), or the initiation threw (then a retry follows the backoff).
    */
-  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number }> = {}): Promise<void> {
-    this.pacing = { ...this.pacing, ...pacing };
+  async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
+    if (pacing.gate) this.gate = pacing.gate;
+    this.gate ??= new InitiationGate(this.env.clock, this.env.rand01, pacing.maxConcurrent ?? 32);
+    if (!pacing.gate && pacing.maxConcurrent !== undefined) this.gate.maxConcurrent = pacing.maxConcurrent;
+    const gate = this.gate;
     const now: string[] = [];
     await this.startPeers((rt) => now.push(rt.policy.name));
     for (let i = now.length - 1; i > 0; i--) {
       const j = Math.floor(this.env.rand01() * (i + 1));
       [now[i], now[j]] = [now[j] as string, now[i] as string];
     }
-    this.startQueue.push(...now);
-    this.pumpStart();
+    const epoch = this.startEpoch;
+    for (const name of now) void gate.run(() => this.startOne(name, epoch), pacing.jitterMs ?? 0);
   }
 
-  private pumpStart(): void {
-    while (this.startInFlight.size < this.pacing.maxConcurrent && this.startQueue.length) {
-      const name = this.startQueue.shift() as string;
-      this.startInFlight.add(name);
-      this.env.clock.setTimer(this.env.rand01() * this.pacing.jitterMs, () => {
-        const rt = this.peers.get(name);
-        if (!this.stillDue(rt)) {
-          this.startDone(name);
-          return;
-        }
-        void this.attempt(rt, 'start-up').then((started) => {
-          if (!started) this.startDone(name);
-        });
+  /** One start-up initiation in its turn: resolves when the slot is free again. */
+  private startOne(name: string, epoch: number): Promise<void> {
+    return new Promise<void>((release) => {
+      const rt = this.peers.get(name);
+      if (epoch !== this.startEpoch || this.startInFlight.has(name) || !this.stillDue(rt)) {
+        release();
+        return;
+      }
+      this.startInFlight.set(name, release);
+      void this.attempt(rt, 'start-up').then((started) => {
+        if (!started) this.startDone(name);
       });
-    }
+    });
   }
 
   /**
@@ -403,7 +408,10 @@ export class PeerSupervisor {
 
   /** A start-up initiation of the peer is over (its SA up or failed): the next one may go. */
   private startDone(name: string): void {
-    if (this.startInFlight.delete(name)) this.pumpStart();
+    const release = this.startInFlight.get(name);
+    if (!release) return;
+    this.startInFlight.delete(name);
+    release();
   }
 
   /**

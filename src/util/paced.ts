@@ -1,5 +1,86 @@
 import type { Clock } from './clock.js';
 
+interface Waiting {
+  task: () => Promise<unknown>;
+  jitterMs: number;
+  resolve: (v: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One host's budget of negotiations it starts in bulk: start-up of both engines and the
+ * ones a reload starts. At most `maxConcurrent` tasks hold a slot at once. A task takes
+ * its slot in submission order, starts after a random delay of up to its `jitterMs`
+ * (holding the slot meanwhile), and keeps the slot until the promise it returns settles:
+ * a task that stands for an initiation resolves once the SA is up or gone. So a
+ * fleet-wide restart, or a reload that changed the mesh defaults and with them every
+ * peer, does not leave as one herd, and start-up and reload running together (or an
+ * IKEv1 and an IKEv2 engine) share the one cap instead of each having its own.
+ */
+export class InitiationGate {
+  private readonly waiting: Waiting[] = [];
+  private running = 0;
+  private max: number;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly rand01: () => number,
+    maxConcurrent = 32,
+  ) {
+    this.max = Math.max(1, maxConcurrent);
+  }
+
+  get maxConcurrent(): number {
+    return this.max;
+  }
+
+  /** A new cap (a reload changed `startup.max_concurrent_initiations`); tasks holding slots keep them. */
+  set maxConcurrent(n: number) {
+    this.max = Math.max(1, Math.floor(n));
+    this.pump();
+  }
+
+  /** Tasks holding a slot (in their jitter delay or running). */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Tasks waiting for a slot. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Runs `task` in its turn; settles as the task's promise does. */
+  run<T>(task: () => Promise<T>, jitterMs = 0): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ task, jitterMs, resolve: resolve as (v: unknown) => void, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.running < this.max && this.waiting.length > 0) {
+      const w = this.waiting.shift() as Waiting;
+      this.running++;
+      const go = () => {
+        let p: Promise<unknown>;
+        try {
+          p = w.task();
+        } catch (err) {
+          p = Promise.reject(err);
+        }
+        p.then(w.resolve, w.reject).finally(() => {
+          this.running--;
+          this.pump();
+        });
+      };
+      const delay = this.rand01() * w.jitterMs;
+      if (delay > 0) this.clock.setTimer(delay, go);
+      else go();
+    }
+  }
+}
+
 export interface Pacing {
   /** At most this many tasks run at once. */
   maxConcurrent: number;
@@ -8,11 +89,9 @@ export interface Pacing {
 }
 
 /**
- * Runs `tasks` with at most `maxConcurrent` at a time, each after a random delay of up to
- * `jitterMs` once a slot is free, so a burst of work against many peers (a reload that
- * changed the mesh defaults, and with them every peer) does not leave as one herd. A
- * task that throws is handed to `onError` and the others go on. Resolves when every
- * task has finished.
+ * Runs `tasks` through `gate` (a gate of its own with `pacing` when none is given), each
+ * after up to `pacing.jitterMs` once it has a slot. A task that throws is handed to
+ * `onError` and the others go on. Resolves when every task has finished.
  */
 export async function runPaced(
   tasks: readonly (() => Promise<unknown>)[],
@@ -20,20 +99,7 @@ export async function runPaced(
   clock: Clock,
   rand01: () => number,
   onError: (index: number, err: unknown) => void,
+  gate: InitiationGate = new InitiationGate(clock, rand01, pacing.maxConcurrent),
 ): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < tasks.length) {
-      const i = next++;
-      const delay = rand01() * pacing.jitterMs;
-      if (delay > 0) await new Promise<void>((resolve) => clock.setTimer(delay, resolve));
-      try {
-        await (tasks[i] as () => Promise<unknown>)();
-      } catch (err) {
-        onError(i, err);
-      }
-    }
-  };
-  const workers = Math.max(1, Math.min(pacing.maxConcurrent, tasks.length));
-  await Promise.all(Array.from({ length: workers }, worker));
+  await Promise.all(tasks.map((t, i) => gate.run(t, pacing.jitterMs).catch((err) => onError(i, err))));
 }

@@ -4,8 +4,13 @@
  * defaults changes every peer on every host at once; before, each reload started all of
  * them in the same instant.
  *
+ * Start-up of both engines and the reload draw on one budget: a reload during start-up,
+ * or IKEv1 and IKEv2 peers together, do not each get a cap of their own (they did: up to
+ * three times the cap in flight).
+ *
  * One in-process daemon (socket in a harness namespace, memory kernel); the added peers'
- * addresses answer nothing, so every initiation stays in flight (IKE_SA_INIT retransmits).
+ * addresses answer nothing, so every initiation stays in flight (its first message
+ * retransmits).
  */
 import { describe, expect, it } from 'vitest';
 import { Daemon } from '../../src/daemon/daemon.js';
@@ -48,6 +53,48 @@ describe('reload: many peers added at once', () => {
       await new Promise((res) => setTimeout(res, 20));
     }
     // Unanswered, each holds its slot: exactly MAX in flight, the others wait their turn.
+    expect(most).toBe(MAX);
+    expect(inFlight()).toBe(MAX);
+  }, 30_000);
+});
+
+describe('reload during start-up', () => {
+  const { lab: labOf, daemons } = useInprocLab('reload-pacing-shared');
+
+  it(`shares the ${MAX} with start-up of IKEv1 and IKEv2 peers`, async () => {
+    const { a, aAddr, bAddr } = await pairTopology(labOf());
+    const dir = labOf().subdir('shared');
+    const logs: string[] = [];
+    const conf = writeNode(dir, aAddr, 'b', bAddr, 'none', 2, `max_concurrent_initiations = ${MAX}`);
+    const v1 = Array.from({ length: 4 }, (_, i) => `v1p${i}`);
+    const v2 = Array.from({ length: 4 }, (_, i) => `v2p${i}`);
+    for (const [i, n] of v1.entries()) writePeer(dir, n, `198.51.100.${60 + i}`, 1, 'start = "now"\n');
+    for (const [i, n] of v2.entries()) writePeer(dir, n, `198.51.100.${70 + i}`, 2, 'start = "now"\n');
+    const da = new Daemon({
+      configPath: conf,
+      kernel: new MemoryKernel(),
+      netns: a.name,
+      logSink: (l) => logs.push(l),
+    });
+    daemons.push(da);
+    await da.start();
+    const added = Array.from({ length: 6 }, (_, i) => `r${i}`);
+    for (const [i, n] of added.entries()) writePeer(dir, n, `198.51.100.${80 + i}`, 2, 'start = "now"\n');
+    expect(await da.reload()).toMatchObject({ ok: true, added: [...added].sort() });
+    const inFlight = () =>
+      v1.filter((n) => da.v1.connecting(n).length > 0).length +
+      [...v2, ...added].filter((n) => da.manager.connecting(n).length > 0).length;
+    await waitFor('the first initiations', async () => inFlight() > 0 || undefined, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+      context: () => logs.slice(-20).join(''),
+    });
+    let most = 0;
+    for (let t = 0; t < 2000; t += 20) {
+      most = Math.max(most, inFlight());
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    // One budget for IKEv1 start-up, IKEv2 start-up and the reload: MAX in flight, not 3 x MAX.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
   }, 30_000);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/util/clock.js';
-import { runPaced } from '../../src/util/paced.js';
+import { InitiationGate, runPaced } from '../../src/util/paced.js';
 
 describe('runPaced', () => {
   it('runs every task, at most maxConcurrent at once, each after up to jitterMs; a failure stops nothing', async () => {
@@ -42,5 +42,52 @@ describe('runPaced', () => {
 
   it('no tasks: resolves at once', async () => {
     await runPaced([], { maxConcurrent: 4, jitterMs: 1000 }, new FakeClock(), Math.random, () => {});
+  });
+});
+
+describe('InitiationGate', () => {
+  it('one cap for every submitter; a slot is held until the task settles; a new cap applies at once', async () => {
+    const clock = new FakeClock();
+    const gate = new InitiationGate(clock, () => 0.5, 2);
+    const release: (() => void)[] = [];
+    const ran: string[] = [];
+    const hold = (name: string) => () =>
+      new Promise<string>((r) => {
+        ran.push(name);
+        release.push(() => r(name));
+      });
+    // Two submitters (start-up, reload) on the one gate.
+    const results = [gate.run(hold('s1')), gate.run(hold('s2')), gate.run(hold('r1'), 100), gate.run(hold('r2'))];
+    await clock.advance(0);
+    expect(ran).toEqual(['s1', 's2']);
+    expect(gate.inFlight).toBe(2);
+    expect(gate.queued).toBe(2);
+    release.shift()?.();
+    await clock.advance(0);
+    // r1's slot is taken; it starts after its jitter (0.5 x 100 ms), holding the slot meanwhile.
+    expect(gate.inFlight).toBe(2);
+    expect(ran).toEqual(['s1', 's2']);
+    await clock.advance(50);
+    expect(ran).toEqual(['s1', 's2', 'r1']);
+    gate.maxConcurrent = 3;
+    await clock.advance(0);
+    expect(ran).toEqual(['s1', 's2', 'r1', 'r2']);
+    while (release.length) release.shift()?.();
+    expect(await Promise.all(results)).toEqual(['s1', 's2', 'r1', 'r2']);
+    expect(gate.inFlight).toBe(0);
+  });
+
+  it('a task that throws, at once or later, rejects its own run only and frees its slot', async () => {
+    const clock = new FakeClock();
+    const gate = new InitiationGate(clock, Math.random, 1);
+    const a = gate.run(() => {
+      throw new Error('sync');
+    });
+    const b = gate.run(() => Promise.reject(new Error('async')));
+    const c = gate.run(async () => 'c');
+    await expect(a).rejects.toThrow('sync');
+    await expect(b).rejects.toThrow('async');
+    await expect(c).resolves.toBe('c');
+    expect(gate.inFlight).toBe(0);
   });
 });
