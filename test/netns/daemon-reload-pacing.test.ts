@@ -22,6 +22,21 @@ import { useInprocLab, writeNode, writePeer } from '../helpers/inproc-daemon.js'
 const ADDED = 12;
 const MAX = 3;
 
+/** The most initiations in flight over 2 s, from the first one on. */
+async function mostInFlight(inFlight: () => number, logs: readonly string[]): Promise<number> {
+  await waitFor('the first initiations', async () => inFlight() > 0 || undefined, {
+    timeoutMs: 5000,
+    intervalMs: 20,
+    context: () => logs.slice(-20).join(''),
+  });
+  let most = 0;
+  for (let t = 0; t < 2000; t += 20) {
+    most = Math.max(most, inFlight());
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return most;
+}
+
 describe('reload: many peers added at once', () => {
   const { lab: labOf, daemons } = useInprocLab('reload-pacing');
 
@@ -42,16 +57,7 @@ describe('reload: many peers added at once', () => {
     const r = await da.reload();
     expect(r).toMatchObject({ ok: true, added: [...names].sort() });
     const inFlight = () => names.filter((n) => da.manager.connecting(n).length > 0).length;
-    await waitFor('the first initiations', async () => inFlight() > 0 || undefined, {
-      timeoutMs: 5000,
-      intervalMs: 20,
-      context: () => logs.slice(-20).join(''),
-    });
-    let most = 0;
-    for (let t = 0; t < 2000; t += 20) {
-      most = Math.max(most, inFlight());
-      await new Promise((res) => setTimeout(res, 20));
-    }
+    const most = await mostInFlight(inFlight, logs);
     // Unanswered, each holds its slot: exactly MAX in flight, the others wait their turn.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
@@ -84,16 +90,7 @@ describe('reload during start-up', () => {
     const inFlight = () =>
       v1.filter((n) => da.v1.connecting(n).length > 0).length +
       [...v2, ...added].filter((n) => da.manager.connecting(n).length > 0).length;
-    await waitFor('the first initiations', async () => inFlight() > 0 || undefined, {
-      timeoutMs: 5000,
-      intervalMs: 20,
-      context: () => logs.slice(-20).join(''),
-    });
-    let most = 0;
-    for (let t = 0; t < 2000; t += 20) {
-      most = Math.max(most, inFlight());
-      await new Promise((res) => setTimeout(res, 20));
-    }
+    const most = await mostInFlight(inFlight, logs);
     // One budget for IKEv1 start-up, IKEv2 start-up and the reload: MAX in flight, not 3 x MAX.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
