@@ -11,6 +11,7 @@ import { defaultRandom } from '../crypto/random.js';
 import { Ikev1Manager } from '../ikev1/manager.js';
 import type { EngineEnv, EngineEvent } from '../ikev2/env.js';
 import { Ikev2Manager } from '../ikev2/manager.js';
+import { pacedSlotHoldMs, type RetransmitSchedule } from '../ikev2/retransmit.js';
 import { MemoryKernel } from '../kernel/memory/memory-kernel.js';
 import type { KernelIpsec } from '../kernel/types.js';
 import type { XfrmKernel } from '../kernel/xfrm/kernel.js';
@@ -27,7 +28,7 @@ import {
   startMetricsServer,
 } from '../obs/index.js';
 import { systemClock } from '../util/clock.js';
-import { InitiationGate, runPaced } from '../util/paced.js';
+import { InitiationGate } from '../util/paced.js';
 import {
   CheckpointError,
   CheckpointWriter,
@@ -378,7 +379,7 @@ export class Daemon {
     };
     // Negotiations the reload starts (a changed peer's new SAs, a new peer's first), paced
     // as at start-up: a change of the mesh defaults changes every peer, on every host.
-    const negotiations: { name: string; run: () => Promise<unknown> }[] = [];
+    const negotiations: { name: string; retransmit: RetransmitSchedule; run: () => Promise<unknown> }[] = [];
     for (const name of [...d.added, ...d.changed]) {
       const peer = r.config.peers.get(name);
       if (!peer) continue;
@@ -395,6 +396,7 @@ export class Daemon {
         if (changed || policy.start === 'now')
           negotiations.push({
             name,
+            retransmit: policy.retransmit,
             run: async () => {
               if (changed) await this.v1.terminate(name);
               if (policy.start === 'now' && this.v1.peer(name)?.policy === policy && idle(this.v1, name))
@@ -405,11 +407,13 @@ export class Daemon {
         // New settings take effect through a fresh IKE SA, made before the old one goes.
         negotiations.push({
           name,
+          retransmit: policy.retransmit,
           run: () => (this.manager.peer(name)?.policy === policy ? this.manager.replace(name) : Promise.resolve()),
         });
       } else if (policy.start === 'now')
         negotiations.push({
           name,
+          retransmit: policy.retransmit,
           run: () =>
             this.manager.peer(name)?.policy === policy && idle(this.manager, name)
               ? this.manager.initiate(name).then((sa) => settled(this.manager, name, sa))
@@ -419,24 +423,18 @@ export class Daemon {
       // stale ones out), removed when it no longer is.
       await engine.syncTraps(name);
     }
-    // Through the gate start-up uses: a reload during start-up does not add a second cap's worth.
-    const pacing = {
-      maxConcurrent: r.config.startup.maxConcurrentInitiations,
-      jitterMs: Math.min(r.config.startup.initiationJitterMs, negotiations.length * START_SPACING_MS),
-    };
-    this.gate.maxConcurrent = pacing.maxConcurrent;
-    void runPaced(
-      negotiations.map((n) => n.run),
-      pacing,
-      systemClock,
-      Math.random,
-      (i, err) =>
+    // Through the gate start-up uses: a reload during start-up does not add a second cap's
+    // worth. Each holds its slot until its SA is up or gone, or its peer has not answered
+    // its first retransmission.
+    this.gate.maxConcurrent = r.config.startup.maxConcurrentInitiations;
+    const jitterMs = Math.min(r.config.startup.initiationJitterMs, negotiations.length * START_SPACING_MS);
+    for (const n of negotiations)
+      void this.gate.run(n.run, jitterMs, pacedSlotHoldMs(n.retransmit)).catch((err: unknown) =>
         this.logger.warn('a negotiation after the reload failed', {
-          peer: negotiations[i]?.name,
+          peer: n.name,
           error: err instanceof Error ? err.message : String(err),
         }),
-      this.gate,
-    );
+      );
     this.logger.setLevels(r.config.log.default, r.config.log.subsystems);
     this.config = r.config;
     await this.applySpdHash(r.config);

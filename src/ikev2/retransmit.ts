@@ -38,6 +38,17 @@ export function totalRetransmitTime(s: RetransmitSchedule): number {
 }
 
 /**
+ * How long a paced initiation (start-up, reload) holds its slot at most: until its second
+ * retransmission would go. A peer that answered neither the first send nor the first
+ * retransmission is most likely down; its initiation goes on (retransmitting, then the
+ * retry backoff) without the slot, so a fleet-wide restart with part of the fleet down is
+ * not held up by the dead peers' full retransmission time (about 75 s each by default).
+ */
+export function pacedSlotHoldMs(s: RetransmitSchedule): number {
+  return Math.min(totalRetransmitTime(s), s.baseMs + Math.min(s.maxTimeoutMs, s.baseMs * s.factor));
+}
+
+/**
  * A liveness schedule that declares the peer dead within `timeoutMs` of the
  * first probe: evenly spread short retries.
  */

@@ -3,6 +3,7 @@ import { childPoliciesFor } from '../ikev2/child-sa.js';
 import type { EngineEnv } from '../ikev2/env.js';
 import { newPeerRuntime, type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import type { PolicyBook } from '../ikev2/policy-book.js';
+import { pacedSlotHoldMs } from '../ikev2/retransmit.js';
 import { InitiationGate } from '../util/paced.js';
 import type { PeerPolicy } from './policy.js';
 
@@ -363,7 +364,9 @@ export class PeerSupervisor {
    * to `jitterMs`, so a fleet-wide restart is not a thundering herd. Responders stay
    * responsive meanwhile: initiations are ordinary timer callbacks. A slot is freed when
    * the peer's SA is up (`onUp`), failed to establish (`onSaFailed`) or went without an
-   * outcome (`onSaGone`), or the initiation threw (then a retry follows the backoff).
+   * outcome (`onSaGone`), or the initiation threw (then a retry follows the backoff), and
+   * at the latest when its second retransmission goes unanswered (`pacedSlotHoldMs`): a
+   * peer that is down does not hold a slot for its whole retransmission time.
    */
   async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
     if (pacing.gate) this.gate = pacing.gate;
@@ -377,7 +380,10 @@ export class PeerSupervisor {
       [now[i], now[j]] = [now[j] as string, now[i] as string];
     }
     const epoch = this.startEpoch;
-    for (const name of now) void gate.run(() => this.startOne(name, epoch), pacing.jitterMs ?? 0);
+    for (const name of now) {
+      const hold = pacedSlotHoldMs((this.peers.get(name) as PeerRuntime).policy.retransmit);
+      void gate.run(() => this.startOne(name, epoch), pacing.jitterMs ?? 0, hold);
+    }
   }
 
   /** One start-up initiation in its turn: resolves when the slot is free again. */

@@ -3,6 +3,7 @@ import type { Clock } from './clock.js';
 interface Waiting {
   task: () => Promise<unknown>;
   jitterMs: number;
+  holdMaxMs: number;
   resolve: (v: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -11,8 +12,10 @@ interface Waiting {
  * One host's budget of negotiations it starts in bulk: start-up of both engines and the
  * ones a reload starts. At most `maxConcurrent` tasks hold a slot at once. A task takes
  * its slot in submission order, starts after a random delay of up to its `jitterMs`
- * (holding the slot meanwhile), and keeps the slot until the promise it returns settles:
- * a task that stands for an initiation resolves once the SA is up or gone. So a
+ * (holding the slot meanwhile), and keeps the slot until the promise it returns settles
+ * (a task that stands for an initiation resolves once the SA is up or gone), or at most
+ * `holdMaxMs` from its start: an initiation to a peer that is down goes on without the
+ * slot once the peer has failed to answer for that long. So a
  * fleet-wide restart, or a reload that changed the mesh defaults and with them every
  * peer, does not leave as one herd, and start-up and reload running together (or an
  * IKEv1 and an IKEv2 engine) share the one cap instead of each having its own.
@@ -51,9 +54,9 @@ export class InitiationGate {
   }
 
   /** Runs `task` in its turn; settles as the task's promise does. */
-  run<T>(task: () => Promise<T>, jitterMs = 0): Promise<T> {
+  run<T>(task: () => Promise<T>, jitterMs = 0, holdMaxMs = Number.POSITIVE_INFINITY): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push({ task, jitterMs, resolve: resolve as (v: unknown) => void, reject });
+      this.waiting.push({ task, jitterMs, holdMaxMs, resolve: resolve as (v: unknown) => void, reject });
       this.pump();
     });
   }
@@ -62,7 +65,15 @@ export class InitiationGate {
     while (this.running < this.max && this.waiting.length > 0) {
       const w = this.waiting.shift() as Waiting;
       this.running++;
+      let held = true;
+      const free = () => {
+        if (!held) return;
+        held = false;
+        this.running--;
+        this.pump();
+      };
       const go = () => {
+        const limit = Number.isFinite(w.holdMaxMs) ? this.clock.setTimer(w.holdMaxMs, free) : undefined;
         let p: Promise<unknown>;
         try {
           p = w.task();
@@ -70,8 +81,8 @@ export class InitiationGate {
           p = Promise.reject(err);
         }
         p.then(w.resolve, w.reject).finally(() => {
-          this.running--;
-          this.pump();
+          limit?.cancel();
+          free();
         });
       };
       const delay = this.rand01() * w.jitterMs;
@@ -79,27 +90,4 @@ export class InitiationGate {
       else go();
     }
   }
-}
-
-export interface Pacing {
-  /** At most this many tasks run at once. */
-  maxConcurrent: number;
-  /** Each task starts after a random delay of up to this many ms once its slot is free. */
-  jitterMs: number;
-}
-
-/**
- * Runs `tasks` through `gate` (a gate of its own with `pacing` when none is given), each
- * after up to `pacing.jitterMs` once it has a slot. A task that throws is handed to
- * `onError` and the others go on. Resolves when every task has finished.
- */
-export async function runPaced(
-  tasks: readonly (() => Promise<unknown>)[],
-  pacing: Pacing,
-  clock: Clock,
-  rand01: () => number,
-  onError: (index: number, err: unknown) => void,
-  gate: InitiationGate = new InitiationGate(clock, rand01, pacing.maxConcurrent),
-): Promise<void> {
-  await Promise.all(tasks.map((t, i) => gate.run(t, pacing.jitterMs).catch((err) => onError(i, err))));
 }

@@ -24,13 +24,13 @@ interface Engine {
 const engine = (n: LinkNode) => n.manager as unknown as Engine;
 
 /** A hub with SPOKES start = now peers; a spoke answers only (start = none). */
-function hubAndSpokes(version: 1 | 2) {
+function hubAndSpokes(version: 1 | 2, retransmit?: PeerPolicy['retransmit']) {
   const m = version === 1 ? new V1Mesh(21) : new Mesh(21);
   const policy = version === 1 ? v1Policy : peerPolicy;
   const hub = m.add('hub', '10.0.0.1');
   // One attempt of 4 s, no retransmission: an unanswered initiation holds its slot that long.
   const slow: Partial<PeerPolicy> = {
-    retransmit: { baseMs: 4000, factor: 1, maxTimeoutMs: 4000, tries: 0, jitter: 0 },
+    retransmit: retransmit ?? { baseMs: 4000, factor: 1, maxTimeoutMs: 4000, tries: 0, jitter: 0 },
   };
   const spokes: LinkNode[] = [];
   for (let i = 0; i < SPOKES; i++) {
@@ -91,5 +91,30 @@ describe.each([1, 2] as const)('IKEv%i start-up pacing', (version) => {
     await m.advance(PACING.jitterMs + 10, 10);
     const next = spokes.filter((s) => !first.includes(s) && engine(hub).connecting(s.name).length > 0);
     expect(next).toHaveLength(PACING.maxConcurrent);
+  });
+
+  it('a peer that does not answer gives its slot up at its second retransmission; its initiation goes on', async () => {
+    // 1 s, 2 s, 4 s, ...: 63 s until an attempt fails; the slot is held for 1 + 2 = 3 s at most.
+    const retransmit = { baseMs: 1000, factor: 2, maxTimeoutMs: 30_000, tries: 5, jitter: 0 };
+    const { m, hub, spokes } = hubAndSpokes(version, retransmit);
+    for (const s of spokes) s.up = false;
+    const pacing = { maxConcurrent: 3, jitterMs: 0 };
+    await engine(hub).start(pacing);
+    const contacted = () => spokes.filter((s) => m.sent.some((w) => w.to.addr === s.addr)).length;
+    await m.advance(2990, 10);
+    expect(contacted()).toBe(3);
+    // Each 3 s the next three go; before, all twelve waited for the first three's 63 s.
+    await m.advance(20, 10);
+    expect(contacted()).toBe(6);
+    await m.advance(6000, 10);
+    expect(contacted()).toBe(12);
+    // The first three are still being retransmitted to (no retry: the same attempt).
+    const inFlight = spokes.filter((s) => engine(hub).connecting(s.name).length > 0);
+    expect(inFlight).toHaveLength(12);
+    // Up once they answer.
+    for (const s of spokes) s.up = true;
+    for (let t = 0; t < 60_000 && spokes.some((s) => engine(hub).established(s.name).length === 0); t += 100)
+      await m.advance(100, 25);
+    for (const s of spokes) expect(engine(hub).established(s.name)).toHaveLength(1);
   });
 });

@@ -58,7 +58,8 @@ describe('reload: many peers added at once', () => {
     expect(r).toMatchObject({ ok: true, added: [...names].sort() });
     const inFlight = () => names.filter((n) => da.manager.connecting(n).length > 0).length;
     const most = await mostInFlight(inFlight, logs);
-    // Unanswered, each holds its slot: exactly MAX in flight, the others wait their turn.
+    // Unanswered, each holds its slot (until its second retransmission, 5.6 s): exactly MAX
+    // in flight, the others wait their turn.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
   }, 30_000);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/util/clock.js';
-import { InitiationGate, runPaced } from '../../src/util/paced.js';
+import { InitiationGate } from '../../src/util/paced.js';
 
-describe('runPaced', () => {
+describe('InitiationGate pacing', () => {
   it('runs every task, at most maxConcurrent at once, each after up to jitterMs; a failure stops nothing', async () => {
     const clock = new FakeClock();
     const t0 = clock.now();
@@ -24,7 +24,8 @@ describe('runPaced', () => {
       return seed / 0x7fffffff;
     };
     let done = false;
-    void runPaced(tasks, { maxConcurrent: 3, jitterMs: 50 }, clock, rand, (i) => errors.push(i)).then(() => {
+    const gate = new InitiationGate(clock, rand, 3);
+    void Promise.all(tasks.map((t, i) => gate.run(t, 50).catch(() => errors.push(i)))).then(() => {
       done = true;
     });
     for (let t = 0; t < 2000 && !done; t += 10) await clock.advance(10);
@@ -40,8 +41,30 @@ describe('runPaced', () => {
     expect(new Set(started.slice(0, 3)).size).toBeGreaterThan(1);
   });
 
-  it('no tasks: resolves at once', async () => {
-    await runPaced([], { maxConcurrent: 4, jitterMs: 1000 }, new FakeClock(), Math.random, () => {});
+  it('a task that outlives holdMaxMs gives its slot up then, and still settles with its own result', async () => {
+    const clock = new FakeClock();
+    const gate = new InitiationGate(clock, () => 0, 1);
+    const t0 = clock.now();
+    const started: number[] = [];
+    const slow = (ms: number, v: string) => () => {
+      started.push(clock.now() - t0);
+      return new Promise<string>((r) => clock.setTimer(ms, () => r(v)));
+    };
+    const a = gate.run(slow(10_000, 'a'), 0, 3000);
+    const b = gate.run(slow(100, 'b'), 0, 3000);
+    const c = gate.run(slow(100, 'c'), 0, 3000);
+    await clock.advance(2999);
+    expect(started).toEqual([0]);
+    await clock.advance(1);
+    // a is past its hold: b has the slot (a still runs); c follows b's end, not a's.
+    expect(started).toEqual([0, 3000]);
+    await clock.advance(100);
+    expect(started).toEqual([0, 3000, 3100]);
+    await clock.advance(100);
+    expect(await Promise.all([b, c])).toEqual(['b', 'c']);
+    await clock.advance(10_000);
+    await expect(a).resolves.toBe('a');
+    expect(gate.inFlight).toBe(0);
   });
 });
 
