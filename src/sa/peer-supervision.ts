@@ -350,7 +350,10 @@ export class PeerSupervisor {
     return this.env.sourceFor ? this.env.sourceFor(remote) : remote.includes(':') ? '::' : '0.0.0.0';
   }
 
-  /** Start-up initiations holding a slot of the gate: from their turn until the peer's SA is up or failed to establish. */
+  /**
+   * Start-up initiations from their turn until the peer's SA is up, failed or gone, each
+   * with the release of its slot (the gate may have freed the slot earlier: `holdMaxMs`).
+   */
   private readonly startInFlight = new Map<string, () => void>();
   private gate: InitiationGate | undefined;
   /** Bumped by `cancelRetries` (stopping): start-up turns queued before it are void. */
@@ -365,8 +368,8 @@ export class PeerSupervisor {
    * responsive meanwhile: initiations are ordinary timer callbacks. A slot is freed when
    * the peer's SA is up (`onUp`), failed to establish (`onSaFailed`) or went without an
    * outcome (`onSaGone`), or the initiation threw (then a retry follows the backoff), and
-   * at the latest when its second retransmission goes unanswered (`pacedSlotHoldMs`): a
-   * peer that is down does not hold a slot for its whole retransmission time.
+   * at the latest when its second retransmission is due (`pacedSlotHoldMs`): a peer that
+   * is down does not hold a slot for its whole retransmission time.
    */
   async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
     if (pacing.gate) this.gate = pacing.gate;

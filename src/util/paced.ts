@@ -15,10 +15,10 @@ interface Waiting {
  * (holding the slot meanwhile), and keeps the slot until the promise it returns settles
  * (a task that stands for an initiation resolves once the SA is up or gone), or at most
  * `holdMaxMs` from its start: an initiation to a peer that is down goes on without the
- * slot once the peer has failed to answer for that long. So a
- * fleet-wide restart, or a reload that changed the mesh defaults and with them every
- * peer, does not leave as one herd, and start-up and reload running together (or an
- * IKEv1 and an IKEv2 engine) share the one cap instead of each having its own.
+ * slot once the peer has failed to answer for that long. So a fleet-wide restart, or a
+ * reload that changed the mesh defaults and with them every peer, does not leave as one
+ * herd, and start-up and reload running together (or an IKEv1 and an IKEv2 engine) share
+ * the one cap instead of each having its own.
  */
 export class InitiationGate {
   private readonly waiting: Waiting[] = [];
