@@ -104,6 +104,11 @@ export interface StatusReport {
   startedAt: string;
   /** When this report was taken. */
   generatedAt: string;
+  /**
+   * The paced initiations of start-up and reload (one budget per host): waiting for a
+   * slot, holding one, and the cap. Absent from daemons before it was reported.
+   */
+  initiations?: { queued: number; inFlight: number; maxConcurrent: number };
   peers: PeerStatus[];
 }
 

@@ -46,6 +46,7 @@ export function createControl(d: Daemon): DaemonControl {
         localAddresses: d.localAddresses(),
         startedAt: d.startedAt,
         version: '0.1.0',
+        initiations: d.initiations(),
         ...(peer ? { peer } : {}),
       });
     },

@@ -86,6 +86,11 @@ export class Daemon {
 
   constructor(private readonly opts: DaemonOptions) {}
 
+  /** The paced-initiation budget now (status, metrics). */
+  initiations(): { queued: number; inFlight: number; maxConcurrent: number } {
+    return { queued: this.gate.queued, inFlight: this.gate.inFlight, maxConcurrent: this.gate.maxConcurrent };
+  }
+
   /** Loads and validates configuration; throws an Error listing every problem with file:line. */
   static async load(path: string): Promise<Config> {
     const r = await loadConfig(path);
@@ -250,6 +255,7 @@ export class Daemon {
     this.metrics = new CoatiMetrics({
       bus: this.bus,
       collectSa: () => this.collectSaCounters(),
+      initiations: () => this.initiations(),
       onCollectError: (err) =>
         this.logger.warn('reading kernel SA counters for metrics failed', { error: String(err) }),
     });

@@ -142,6 +142,7 @@ export async function statusReport(args: {
   startedAt: number;
   version: string;
   peer?: string;
+  initiations?: StatusReport['initiations'];
 }): Promise<StatusReport> {
   const managers: AnyManager[] = args.v1 ? [args.manager, args.v1] : [args.manager];
   const peers: PeerStatus[] = [];
@@ -161,6 +162,7 @@ export async function statusReport(args: {
     uptimeSec: Math.round((now - args.startedAt) / 1000),
     startedAt: new Date(args.startedAt).toISOString(),
     generatedAt: new Date(now).toISOString(),
+    ...(args.initiations ? { initiations: args.initiations } : {}),
     peers,
   };
 }

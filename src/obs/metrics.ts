@@ -16,10 +16,21 @@ export interface SaCounters {
   packets: number | bigint;
 }
 
+export interface InitiationBudget {
+  /** Initiations waiting for a slot. */
+  queued: number;
+  /** Initiations holding a slot. */
+  inFlight: number;
+  /** `startup.max_concurrent_initiations`. */
+  maxConcurrent: number;
+}
+
 export interface MetricsOptions {
   bus: EventBus;
   /** Reads per-SA kernel counters; called once per scrape. Errors are reported and the SA gauges left empty. */
   collectSa?: () => SaCounters[] | Promise<SaCounters[]>;
+  /** The paced-initiation budget (start-up, reload) at scrape time. */
+  initiations?: () => InitiationBudget;
   onCollectError?: (err: unknown) => void;
 }
 
@@ -113,6 +124,26 @@ export class CoatiMetrics {
       labelNames: labels,
       registers: r,
     });
+
+    const budget = opts.initiations;
+    if (budget) {
+      new Gauge({
+        name: 'coati_paced_initiations_queued',
+        help: 'Start-up and reload initiations waiting for a slot (startup.max_concurrent_initiations)',
+        registers: r,
+        collect() {
+          this.set(budget().queued);
+        },
+      });
+      new Gauge({
+        name: 'coati_paced_initiations_in_flight',
+        help: 'Start-up and reload initiations holding a slot',
+        registers: r,
+        collect() {
+          this.set(budget().inFlight);
+        },
+      });
+    }
 
     const upPeers = new Set<string>();
     const b = opts.bus;

@@ -142,6 +142,9 @@ export class FakeControl implements DaemonControl {
     return { ok: peers.every((p) => p.ok), peers };
   }
 
+  /** The paced-initiation budget the status report carries (none: not reported). */
+  initiations: StatusReport['initiations'];
+
   async status(peer?: string): Promise<StatusReport> {
     this.enter('status', peer);
     const peers = peer === undefined ? this.peers : this.select({ peer });
@@ -153,6 +156,7 @@ export class FakeControl implements DaemonControl {
       uptimeSec: 3725,
       startedAt: iso(-3725),
       generatedAt: iso(0),
+      ...(this.initiations ? { initiations: { ...this.initiations } } : {}),
       peers: structuredClone(peers),
     };
   }

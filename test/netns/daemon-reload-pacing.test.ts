@@ -95,5 +95,9 @@ describe('reload during start-up', () => {
     // One budget for IKEv1 start-up, IKEv2 start-up and the reload: MAX in flight, not 3 x MAX.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
+    // What status and metrics report: 8 start-up + 6 reload initiations, MAX of them in flight.
+    expect(da.initiations()).toEqual({ queued: 14 - MAX, inFlight: MAX, maxConcurrent: MAX });
+    const report = await da.controlApi().status();
+    expect(report.initiations).toEqual({ queued: 14 - MAX, inFlight: MAX, maxConcurrent: MAX });
   }, 30_000);
 });

@@ -58,6 +58,16 @@ describe('coatictl against a running server', () => {
     expect(r.out).not.toContain('\x1b[');
   });
 
+  it('status says how far paced initiations (start-up, reload) are, while any wait or run', async () => {
+    fake.initiations = { queued: 120, inFlight: 16, maxConcurrent: 16 };
+    const lines = (await run(['status'])).out.split('\n');
+    expect(lines[1]).toBe('paced initiations (start-up, reload): 120 waiting, 16 of 16 slots in use');
+    fake.initiations = { queued: 0, inFlight: 0, maxConcurrent: 16 };
+    expect((await run(['status'])).out).not.toContain('paced initiations');
+    fake.initiations = { queued: 3, inFlight: 1, maxConcurrent: 16 };
+    expect(JSON.parse((await run(['status', '--json'])).out).initiations).toEqual(fake.initiations);
+  });
+
   it('status --state filters peers in the table and the JSON', async () => {
     const r = await run(['status', '--state', 'connecting,trap']);
     expect(r.code).toBe(0);

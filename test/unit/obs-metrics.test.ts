@@ -35,7 +35,8 @@ describe('Prometheus endpoint', () => {
     const sas: SaCounters[] = [
       { peer: 'web2', child: 'web2', spi: 'c0ffee01', direction: 'in', bytes: 12345n, packets: 67 },
     ];
-    const metrics = new CoatiMetrics({ bus, collectSa: () => sas });
+    const budget = { queued: 40, inFlight: 16, maxConcurrent: 16 };
+    const metrics = new CoatiMetrics({ bus, collectSa: () => sas, initiations: () => budget });
     cleanups.push(() => metrics.close());
     const server = await startMetricsServer({ metrics, port: 0 });
     cleanups.push(() => server.close());
@@ -62,14 +63,19 @@ describe('Prometheus endpoint', () => {
       'coati_kernel_errors_total{op="addSa",code="EEXIST"} 1',
       'coati_sa_bytes{peer="web2",child="web2",spi="c0ffee01",direction="in"} 12345',
       'coati_sa_packets{peer="web2",child="web2",spi="c0ffee01",direction="in"} 67',
+      'coati_paced_initiations_queued 40',
+      'coati_paced_initiations_in_flight 16',
     ]) {
       expect(body.split('\n')).toContain(line);
     }
 
     // SA gauges follow the collector: a deleted SA disappears on the next scrape.
     sas.length = 0;
+    budget.queued = 0;
     const again = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
     expect(again).not.toContain('spi="c0ffee01"');
+    // The budget gauges are read at scrape time.
+    expect(again.split('\n')).toContain('coati_paced_initiations_queued 0');
     expect((await fetch(`http://127.0.0.1:${server.port}/other`)).status).toBe(404);
   });
 

@@ -105,13 +105,20 @@ function childSummary(children: ChildSaStatus[]): string {
   return `${installed}/${children.length}`;
 }
 
+/** Start-up or a reload still pacing its initiations: how many wait and how many hold a slot. */
+function pacedLine(i: StatusReport['initiations']): string {
+  if (!i || (i.queued === 0 && i.inFlight === 0)) return '';
+  return `\npaced initiations (start-up, reload): ${i.queued} waiting, ${i.inFlight} of ${i.maxConcurrent} slots in use`;
+}
+
 export function renderStatus(report: StatusReport, nowMs: number, colour: boolean): string {
   const counts = new Map<string, number>();
   for (const p of report.peers) counts.set(p.state, (counts.get(p.state) ?? 0) + 1);
   const summary = [...counts].map(([s, n]) => `${n} ${colourState(s, colour)}`).join(', ') || 'no peers';
   const head =
     `${report.host}: coatid ${report.daemonVersion}, pid ${report.pid}, up ${formatDuration(report.uptimeSec)}` +
-    ` (since ${report.startedAt}); ${report.peers.length} peers: ${summary}`;
+    ` (since ${report.startedAt}); ${report.peers.length} peers: ${summary}` +
+    pacedLine(report.initiations);
   if (report.peers.length === 0) return `${head}\n`;
   const headers = ['PEER', 'ADDRESS', 'V', 'STATE', 'IKE SA', 'CHILD', 'IN/OUT', 'LAST IN', 'DPD', 'NAT', 'ERROR'];
   const rows = report.peers.map((p) => [
