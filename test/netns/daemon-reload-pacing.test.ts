@@ -62,6 +62,18 @@ describe('reload: many peers added at once', () => {
     // in flight, the others wait their turn.
     expect(most).toBe(MAX);
     expect(inFlight()).toBe(MAX);
+    // At their second retransmission the first MAX give their slots up and go on without:
+    // the next MAX start (before, each unanswered peer held its slot for about 75 s).
+    await waitFor(
+      "the next initiations, past the first ones' slot hold",
+      async () => inFlight() >= 2 * MAX || undefined,
+      {
+        timeoutMs: 8000,
+        intervalMs: 50,
+        context: () => `${inFlight()} in flight\n${logs.slice(-20).join('')}`,
+      },
+    );
+    expect(da.initiations()).toMatchObject({ inFlight: MAX });
   }, 30_000);
 });
 
