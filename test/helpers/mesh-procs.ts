@@ -24,6 +24,8 @@ export interface ScenarioOptions extends MeshOptions {
   daemonExtra?: (n: DaemonNode) => string;
   /** Log level (default debug). */
   logLevel?: 'debug' | 'info';
+  /** A last edit of every node's main config text (e.g. another start-up cap). */
+  mainEdit?: (text: string) => string;
 }
 
 export interface LogLine {
@@ -78,7 +80,7 @@ export class MeshProcs {
       .mainConfig(n)
       .replace('[log]\ndefault = "info"', `[log]\ndefault = "${this.opts.logLevel ?? 'debug'}"\nformat = "json"`)
       .replace(/^\[daemon\]\n/m, `[daemon]\n${this.opts.daemonExtra?.(n) ?? ''}`);
-    writeFileSync(n.conf, text);
+    writeFileSync(n.conf, this.opts.mainEdit ? this.opts.mainEdit(text) : text);
   }
 
   logFile(n: DaemonNode): string {
