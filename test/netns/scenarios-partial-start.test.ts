@@ -1,5 +1,5 @@
 /**
- * Postmortem scenario with real coatid processes: a fleet-wide start while part of the
+ * Postmortem scenario 9 with real coatid processes: a fleet-wide start while part of the
  * fleet is down (a rack without power). 16 daemons are configured as a full mesh; 8 of
  * them are down, their link too, so nothing answers them, not even ARP. The 8 that start
  * must reach a full mesh among themselves quickly.
@@ -49,7 +49,7 @@ describe(`full mesh of ${N} with ${DOWN} hosts down`, () => {
     // Their start-up is still working through the dead peers (or done with them), a slot at a time.
     const st = await m.status(live[0] as DaemonNode);
     expect(st?.initiations?.maxConcurrent).toBe(2);
-    report(`7 mesh of ${N}, ${DOWN} down`, {
+    report(`9 mesh of ${N}, ${DOWN} down`, {
       all_live_pairs_consistent_ms: upAt - t0,
       one_ike_sa_everywhere_ms: settledAt - t0,
       pairs: ((N - DOWN) * (N - DOWN - 1)) / 2,
