@@ -11,7 +11,8 @@ interface Waiting {
 /**
  * One host's budget of negotiations it starts in bulk: start-up of both engines and the
  * ones a reload starts. At most `maxConcurrent` tasks hold a slot at once. A task takes
- * its slot in submission order, starts after a random delay of up to its `jitterMs`
+ * its slot in random order among those waiting (IKEv1 and IKEv2 start-ups, queued one
+ * engine after the other, interleave), starts after a random delay of up to its `jitterMs`
  * (holding the slot meanwhile), and keeps the slot until the promise it returns settles
  * (a task that stands for an initiation resolves once the SA is up or gone), or at most
  * `holdMaxMs` from its start: an initiation to a peer that is down goes on without the
@@ -63,7 +64,11 @@ export class InitiationGate {
 
   private pump(): void {
     while (this.running < this.max && this.waiting.length > 0) {
-      const w = this.waiting.shift() as Waiting;
+      // A random waiting task: swap it with the last and pop (order is not kept anyway).
+      const i = Math.min(this.waiting.length - 1, Math.floor(this.rand01() * this.waiting.length));
+      const w = this.waiting[i] as Waiting;
+      this.waiting[i] = this.waiting[this.waiting.length - 1] as Waiting;
+      this.waiting.pop();
       this.running++;
       let held = true;
       const free = () => {

@@ -80,24 +80,49 @@ describe('InitiationGate', () => {
         release.push(() => r(name));
       });
     // Two submitters (start-up, reload) on the one gate.
-    const results = [gate.run(hold('s1')), gate.run(hold('s2')), gate.run(hold('r1'), 100), gate.run(hold('r2'))];
+    const results = [gate.run(hold('s1')), gate.run(hold('s2')), gate.run(hold('r1'), 100), gate.run(hold('r2'), 100)];
     await clock.advance(0);
     expect(ran).toEqual(['s1', 's2']);
     expect(gate.inFlight).toBe(2);
     expect(gate.queued).toBe(2);
     release.shift()?.();
     await clock.advance(0);
-    // r1's slot is taken; it starts after its jitter (0.5 x 100 ms), holding the slot meanwhile.
+    // A waiting task takes the slot (rand 0.5 of [r1, r2]: r2); it starts after its jitter
+    // (0.5 x 100 ms), holding the slot meanwhile.
     expect(gate.inFlight).toBe(2);
+    expect(gate.queued).toBe(1);
     expect(ran).toEqual(['s1', 's2']);
     await clock.advance(50);
-    expect(ran).toEqual(['s1', 's2', 'r1']);
+    expect(ran).toEqual(['s1', 's2', 'r2']);
     gate.maxConcurrent = 3;
-    await clock.advance(0);
-    expect(ran).toEqual(['s1', 's2', 'r1', 'r2']);
+    await clock.advance(50);
+    expect(ran).toEqual(['s1', 's2', 'r2', 'r1']);
     while (release.length) release.shift()?.();
     expect(await Promise.all(results)).toEqual(['s1', 's2', 'r1', 'r2']);
     expect(gate.inFlight).toBe(0);
+  });
+
+  it('waiting tasks take slots in random order: two submitters queued one after the other interleave', async () => {
+    const clock = new FakeClock();
+    let seed = 11;
+    const rand = () => {
+      seed = (seed * 48271) % 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const gate = new InitiationGate(clock, rand, 1);
+    const order: string[] = [];
+    const task = (name: string) => async () => {
+      order.push(name);
+    };
+    const v2 = Array.from({ length: 10 }, (_, i) => gate.run(task(`v2-${i}`)));
+    const v1 = Array.from({ length: 10 }, (_, i) => gate.run(task(`v1-${i}`)));
+    await Promise.all([...v2, ...v1]);
+    expect(order).toHaveLength(20);
+    expect(new Set(order).size).toBe(20);
+    // Not every IKEv2 task before every IKEv1 one (the daemon queues the engines one after the other).
+    const lastV2 = Math.max(...order.map((n, i) => (n.startsWith('v2') ? i : -1)));
+    const firstV1 = order.findIndex((n) => n.startsWith('v1'));
+    expect(firstV1).toBeLessThan(lastV2);
   });
 
   it('a task that throws, at once or later, rejects its own run only and frees its slot', async () => {
