@@ -372,17 +372,6 @@ export class Daemon {
       await this.manager.removePeer(name);
       await this.v1.removePeer(name);
     }
-    // Nothing of the peer's up or coming up: the peer may have initiated while this waited its turn.
-    const idle = (
-      e: { established(n: string): readonly unknown[]; connecting(n: string): readonly unknown[] },
-      n: string,
-    ) => e.established(n).length === 0 && e.connecting(n).length === 0;
-    // An initiation holds its turn until its SA is up or gone (at most 30 s), as at start-up.
-    const settled = async (e: { connecting(n: string): readonly unknown[] }, n: string, sa: unknown) => {
-      const until = Date.now() + 30_000;
-      while (e.connecting(n).includes(sa) && Date.now() < until)
-        await new Promise<void>((resolve) => systemClock.setTimer(100, resolve));
-    };
     // Negotiations the reload starts (a changed peer's new SAs, a new peer's first), paced
     // as at start-up: a change of the mesh defaults changes every peer, on every host.
     const negotiations: { name: string; retransmit: RetransmitSchedule; run: () => Promise<unknown> }[] = [];
@@ -405,8 +394,8 @@ export class Daemon {
             retransmit: policy.retransmit,
             run: async () => {
               if (changed) await this.v1.terminate(name);
-              if (policy.start === 'now' && this.v1.peer(name)?.policy === policy && idle(this.v1, name))
-                await settled(this.v1, name, await this.v1.initiate(name));
+              // As at start-up: not if the peer came up meanwhile; the slot until up or failed.
+              await this.v1.initiateInTurn(name);
             },
           });
       } else if (changed) {
@@ -420,10 +409,7 @@ export class Daemon {
         negotiations.push({
           name,
           retransmit: policy.retransmit,
-          run: () =>
-            this.manager.peer(name)?.policy === policy && idle(this.manager, name)
-              ? this.manager.initiate(name).then((sa) => settled(this.manager, name, sa))
-              : Promise.resolve(),
+          run: () => this.manager.initiateInTurn(name),
         });
       // Traps as the new configuration says: installed for start = trap (new selectors in,
       // stale ones out), removed when it no longer is.

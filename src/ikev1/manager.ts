@@ -529,6 +529,11 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (rt) await this.sup.syncTraps(rt);
   }
 
+  /** A `start = now` peer's initiation in a slot the caller holds (PeerSupervisor.initiateInTurn). */
+  initiateInTurn(name: string): Promise<void> {
+    return this.sup.initiateInTurn(name);
+  }
+
   /** Kernel ACQUIRE for one of our reqids: bring the owning peer up (not while stopping). */
   onAcquire(reqid: number): Promise<void> {
     return this.sup.onAcquire(reqid);

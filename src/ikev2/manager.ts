@@ -362,6 +362,11 @@ export class Ikev2Manager implements IkeSaHost {
     if (rt) await this.sup.syncTraps(rt);
   }
 
+  /** A `start = now` peer's initiation in a slot the caller holds (PeerSupervisor.initiateInTurn). */
+  initiateInTurn(name: string): Promise<void> {
+    return this.sup.initiateInTurn(name);
+  }
+
   /** Kernel ACQUIRE for one of our reqids: bring the owning peer up. */
   onAcquire(reqid: number): Promise<void> {
     return this.sup.onAcquire(reqid);

@@ -389,8 +389,22 @@ export class PeerSupervisor {
     }
   }
 
+  /**
+   * A `start = now` peer's initiation for a caller that holds a slot of the gate (a reload:
+   * a new peer, or an IKEv1 peer renegotiated after its Delete), as a start-up one: wanted
+   * up from here on, initiated unless something of the peer is up or coming up. Resolves
+   * when its SA is up, failed or gone (the slot's end); a failed attempt is retried per the
+   * backoff.
+   */
+  initiateInTurn(name: string): Promise<void> {
+    const rt = this.peers.get(name);
+    if (rt?.policy.start !== 'now' || this.isStopping) return Promise.resolve();
+    rt.wantUp = true;
+    return this.startOne(name, this.startEpoch, 'reload');
+  }
+
   /** One start-up initiation in its turn: resolves when the slot is free again. */
-  private startOne(name: string, epoch: number): Promise<void> {
+  private startOne(name: string, epoch: number, what = 'start-up'): Promise<void> {
     return new Promise<void>((release) => {
       const rt = this.peers.get(name);
       if (epoch !== this.startEpoch || this.startInFlight.has(name) || !this.stillDue(rt)) {
@@ -398,7 +412,7 @@ export class PeerSupervisor {
         return;
       }
       this.startInFlight.set(name, release);
-      void this.attempt(rt, 'start-up').then((started) => {
+      void this.attempt(rt, what).then((started) => {
         if (!started) this.startDone(name);
       });
     });
