@@ -5,7 +5,9 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import type { Daemon } from '../../src/daemon/daemon.js';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
+import type { KernelIpsec } from '../../src/kernel/types.js';
 import { Lab } from '../harness/netns.js';
 
 const PSK = 'coati-inproc-daemon-test-NOT-A-SECRET';
@@ -57,11 +59,25 @@ export function writePeer(dir: string, peer: string, peerAddr: string, version: 
   writeFileSync(join(dir, 'peers.d', `${peer}.toml`), `version = ${version}\naddress = "${peerAddr}"\n${extra}`);
 }
 
+export interface InprocStart {
+  /** The daemon's namespace (its IKE socket is opened there). */
+  netns: string;
+  /** Its log lines are pushed here, prefixed with `tag` when given. */
+  logs: string[];
+  tag?: string;
+  /** Default: a fresh MemoryKernel. */
+  kernel?: KernelIpsec;
+}
+
 /**
  * A harness lab for the describe block it is called in, and the in-process daemons the
- * tests start in it: stopped (kernel state removed) and the lab destroyed after all.
+ * tests start in it (`start`): stopped (kernel state removed) and the lab destroyed after all.
  */
-export function useInprocLab(label: string): { lab: () => Lab; daemons: Daemon[] } {
+export function useInprocLab(label: string): {
+  lab: () => Lab;
+  daemons: Daemon[];
+  start: (configPath: string, o: InprocStart) => Promise<Daemon>;
+} {
   let lab: Lab | undefined;
   const daemons: Daemon[] = [];
   beforeAll(async () => {
@@ -77,5 +93,16 @@ export function useInprocLab(label: string): { lab: () => Lab; daemons: Daemon[]
       return lab;
     },
     daemons,
+    start: async (configPath, o) => {
+      const d = new Daemon({
+        configPath,
+        kernel: o.kernel ?? new MemoryKernel(),
+        netns: o.netns,
+        logSink: (l) => o.logs.push(o.tag ? `${o.tag} ${l}` : l),
+      });
+      daemons.push(d);
+      await d.start();
+      return d;
+    },
   };
 }

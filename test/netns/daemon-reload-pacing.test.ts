@@ -13,8 +13,6 @@
  * retransmits).
  */
 import { describe, expect, it } from 'vitest';
-import { Daemon } from '../../src/daemon/daemon.js';
-import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
 import { waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
 import { useInprocLab, writeNode, writePeer } from '../helpers/inproc-daemon.js';
@@ -38,20 +36,16 @@ async function mostInFlight(inFlight: () => number, logs: readonly string[]): Pr
 }
 
 describe('reload: many peers added at once', () => {
-  const { lab: labOf, daemons } = useInprocLab('reload-pacing');
+  const { lab: labOf, start } = useInprocLab('reload-pacing');
 
   it(`initiates to them at most ${MAX} at a time`, async () => {
     const { a, aAddr, bAddr } = await pairTopology(labOf());
     const dir = labOf().subdir('a');
     const logs: string[] = [];
-    const da = new Daemon({
-      configPath: writeNode(dir, aAddr, 'b', bAddr, 'none', 2, `max_concurrent_initiations = ${MAX}`),
-      kernel: new MemoryKernel(),
+    const da = await start(writeNode(dir, aAddr, 'b', bAddr, 'none', 2, `max_concurrent_initiations = ${MAX}`), {
       netns: a.name,
-      logSink: (l) => logs.push(l),
+      logs,
     });
-    daemons.push(da);
-    await da.start();
     const names = Array.from({ length: ADDED }, (_, i) => `p${i}`);
     for (const [i, n] of names.entries()) writePeer(dir, n, `198.51.100.${100 + i}`, 2, 'start = "now"\n');
     const r = await da.reload();
@@ -78,7 +72,7 @@ describe('reload: many peers added at once', () => {
 });
 
 describe('reload during start-up', () => {
-  const { lab: labOf, daemons } = useInprocLab('reload-pacing-shared');
+  const { lab: labOf, start } = useInprocLab('reload-pacing-shared');
 
   it(`shares the ${MAX} with start-up of IKEv1 and IKEv2 peers`, async () => {
     const { a, aAddr, bAddr } = await pairTopology(labOf());
@@ -89,14 +83,7 @@ describe('reload during start-up', () => {
     const v2 = Array.from({ length: 4 }, (_, i) => `v2p${i}`);
     for (const [i, n] of v1.entries()) writePeer(dir, n, `198.51.100.${60 + i}`, 1, 'start = "now"\n');
     for (const [i, n] of v2.entries()) writePeer(dir, n, `198.51.100.${70 + i}`, 2, 'start = "now"\n');
-    const da = new Daemon({
-      configPath: conf,
-      kernel: new MemoryKernel(),
-      netns: a.name,
-      logSink: (l) => logs.push(l),
-    });
-    daemons.push(da);
-    await da.start();
+    const da = await start(conf, { netns: a.name, logs });
     const added = Array.from({ length: 6 }, (_, i) => `r${i}`);
     for (const [i, n] of added.entries()) writePeer(dir, n, `198.51.100.${80 + i}`, 2, 'start = "now"\n');
     expect(await da.reload()).toMatchObject({ ok: true, added: [...added].sort() });

@@ -8,14 +8,13 @@
  * Two in-process daemons (sockets in two harness namespaces), memory kernels.
  */
 import { describe, expect, it } from 'vitest';
-import { Daemon } from '../../src/daemon/daemon.js';
 import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
 import { waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
 import { useInprocLab, writeNode, writePeer } from '../helpers/inproc-daemon.js';
 
 describe('reload: a peer moved from IKEv2 to IKEv1', () => {
-  const { lab: labOf, daemons } = useInprocLab('reload-version');
+  const { lab: labOf, start } = useInprocLab('reload-version');
 
   it('the IKEv2 SAs go, the IKEv1 relationship comes up, the IKEv2 engine forgets the peer', async () => {
     const { a, b, aAddr, bAddr } = await pairTopology(labOf());
@@ -23,22 +22,13 @@ describe('reload: a peer moved from IKEv2 to IKEv1', () => {
     const dirA = labOf().subdir('a');
     const dirB = labOf().subdir('b');
     const kernelA = new MemoryKernel();
-    const da = new Daemon({
-      configPath: writeNode(dirA, aAddr, 'b', bAddr, 'none', 2),
-      kernel: kernelA,
+    const da = await start(writeNode(dirA, aAddr, 'b', bAddr, 'none', 2), {
       netns: a.name,
-      logSink: (l) => logs.push(`a ${l}`),
+      logs,
+      tag: 'a',
+      kernel: kernelA,
     });
-    daemons.push(da);
-    await da.start();
-    const db = new Daemon({
-      configPath: writeNode(dirB, bAddr, 'a', aAddr, 'now', 2),
-      kernel: new MemoryKernel(),
-      netns: b.name,
-      logSink: (l) => logs.push(`b ${l}`),
-    });
-    daemons.push(db);
-    await db.start();
+    const db = await start(writeNode(dirB, bAddr, 'a', aAddr, 'now', 2), { netns: b.name, logs, tag: 'b' });
     const context = () => logs.slice(-40).join('');
     await waitFor('the IKEv2 SA between a and b', async () => da.manager.established('b').length === 1 || undefined, {
       timeoutMs: 15_000,

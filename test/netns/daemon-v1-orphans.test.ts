@@ -13,14 +13,13 @@
  * as a SIGKILLed predecessor would have left it.
  */
 import { describe, expect, it } from 'vitest';
-import { Daemon } from '../../src/daemon/daemon.js';
 import { MemoryKernel } from '../../src/kernel/memory/memory-kernel.js';
 import { waitFor } from '../harness/netns.js';
 import { pairTopology } from '../harness/topology.js';
 import { useInprocLab, writeNode } from '../helpers/inproc-daemon.js';
 
 describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go', () => {
-  const { lab: labOf, daemons } = useInprocLab('v1-orphans');
+  const { lab: labOf, start } = useInprocLab('v1-orphans');
 
   it('the orphan pair with the peer is deleted after the new pair is installed, other orphans stay', async () => {
     const { a, b, aAddr, bAddr } = await pairTopology(labOf());
@@ -38,22 +37,18 @@ describe('IKEv1 peer re-established after a crash: the predecessor kernel SAs go
     await kernelB.addSa({ ...base, src: bAddr, dst: '198.51.100.99', spi: 0xc0ffee03 });
 
     const logs: string[] = [];
-    const da = new Daemon({
-      configPath: writeNode(labOf().subdir('a'), aAddr, 'b', bAddr, 'none'),
-      kernel: kernelA,
+    await start(writeNode(labOf().subdir('a'), aAddr, 'b', bAddr, 'none'), {
       netns: a.name,
-      logSink: (l) => logs.push(`a ${l}`),
+      logs,
+      tag: 'a',
+      kernel: kernelA,
     });
-    daemons.push(da);
-    await da.start();
-    const db = new Daemon({
-      configPath: writeNode(labOf().subdir('b'), bAddr, 'a', aAddr, 'now'),
-      kernel: kernelB,
+    const db = await start(writeNode(labOf().subdir('b'), bAddr, 'a', aAddr, 'now'), {
       netns: b.name,
-      logSink: (l) => logs.push(`b ${l}`),
+      logs,
+      tag: 'b',
+      kernel: kernelB,
     });
-    daemons.push(db);
-    await db.start();
 
     const spis = async () => (await kernelB.listSas()).map((s) => s.spi.toString(16)).sort();
     await waitFor(
