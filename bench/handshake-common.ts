@@ -19,6 +19,14 @@ export interface PeerSetup {
   type: 'setup';
   role: 'initiator' | 'responder';
   k: number;
+  /**
+   * Handshakes run in a warm-up phase before the measured K, in the same process
+   * (SAs k .. k+warmup-1, deleted again before the K start). 0: the measured K are
+   * the process's first.
+   */
+  warmup: number;
+  /** Peers configured beyond those (k+warmup .. k+warmup+idle-1), never initiated. */
+  idle: number;
   netns: string;
   localAddr: string;
   remoteAddr: string;
@@ -35,6 +43,24 @@ export interface MemSample {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+}
+
+/** A peer's answer to `warmup`: its counters over the warm-up. */
+export interface PeerWarm {
+  type: 'warm';
+  established: number;
+  failures: number;
+  retransmits: number;
+  timedOut: boolean;
+}
+
+/** A peer's answer to `cooldown`: what is left of the warm-up's SAs, and memory after their deletion. */
+export interface PeerCool {
+  type: 'cool';
+  /** IKE (ISAKMP) SAs still in the engine. */
+  sas: number;
+  kernelSas: number;
+  mem: MemSample;
 }
 
 export interface PeerDone {

@@ -21,7 +21,14 @@ import { fileURLToPath } from 'node:url';
 import { Charon, type CharonOptions } from '../test/harness/charon.js';
 import { Lab, type Netns, run } from '../test/harness/netns.js';
 import type { ConnSpec } from '../test/harness/swanctl-conf.js';
-import { type MemSample, type PeerDone, type PeerSetup, tsHost } from './handshake-common.js';
+import {
+  type MemSample,
+  type PeerCool,
+  type PeerDone,
+  type PeerSetup,
+  type PeerWarm,
+  tsHost,
+} from './handshake-common.js';
 import { ViciClient } from './vici.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,6 +45,18 @@ const CLK_TCK = 100;
 
 export interface HandshakeBenchOptions {
   ks: number[];
+  /**
+   * Warm-up handshakes before the measured K, in the same daemons (0: the K are the
+   * daemons' first handshakes: cold, a fleet start-up; > 0: a running daemon). Each
+   * value is a separate set of runs.
+   */
+  warmups: number[];
+  /**
+   * Peers configured on both sides beyond the measured K and the warm-up's, never
+   * initiated (a mesh host configures every other host, whether or not it is
+   * negotiating with it at the moment). Each value is a separate set of runs.
+   */
+  idles: number[];
   seconds: number;
   runs: number;
   scenarios: Scenario[];
@@ -48,9 +67,14 @@ export interface HandshakeBenchOptions {
 
 export type Scenario = 'coati' | 'charon' | 'mixed';
 
-export function parseArgs(argv: string[], defaults: { ks: number[] } = { ks: [100, 500] }): HandshakeBenchOptions {
+export function parseArgs(
+  argv: string[],
+  defaults: { ks: number[]; warmups?: number[]; idles?: number[] } = { ks: [100, 500] },
+): HandshakeBenchOptions {
   const o: HandshakeBenchOptions = {
     ks: defaults.ks,
+    warmups: defaults.warmups ?? [0],
+    idles: defaults.idles ?? [0],
     seconds: 3,
     runs: 1,
     scenarios: ['coati', 'charon', 'mixed'],
@@ -60,6 +84,8 @@ export function parseArgs(argv: string[], defaults: { ks: number[] } = { ks: [10
     const a = argv[i];
     const v = argv[i + 1] ?? '';
     if (a === '--k') o.ks = v.split(',').map(Number);
+    else if (a === '--warmup') o.warmups = v.split(',').map(Number);
+    else if (a === '--idle') o.idles = v.split(',').map(Number);
     else if (a === '--seconds') o.seconds = Number(v);
     else if (a === '--runs') o.runs = Number(v);
     else if (a === '--scenarios') o.scenarios = v.split(',') as Scenario[];
@@ -70,6 +96,10 @@ export function parseArgs(argv: string[], defaults: { ks: number[] } = { ks: [10
     i++;
   }
   if (o.ks.some((k) => !Number.isInteger(k) || k < 1)) throw new Error('--k wants positive integers');
+  if (o.warmups.some((w) => !Number.isInteger(w) || w < 0)) throw new Error('--warmup wants integers >= 0');
+  if (o.idles.some((n) => !Number.isInteger(n) || n < 0)) throw new Error('--idle wants integers >= 0');
+  if (Math.max(...o.ks) + Math.max(...o.warmups) + Math.max(...o.idles) > 65_536)
+    throw new Error('--k plus --warmup plus --idle: at most 65536 peers (one /16 of tunnel selectors per side)');
   return o;
 }
 
@@ -142,6 +172,10 @@ export interface SideFigures {
 export interface RunResult {
   scenario: Scenario;
   k: number;
+  /** Warm-up handshakes the same daemons ran before the measured K. */
+  warmup: number;
+  /** Peers configured beyond the K and the warm-up's, never initiated. */
+  idle: number;
   run: number;
   ok: boolean;
   note?: string;
@@ -273,6 +307,7 @@ export const CHARON_OPTS: CharonOptions = {
   },
 };
 
+/** Connections of SAs 0 .. n-1 (the measured K, then the warm-up's, then the idle peers). */
 function charonConns(spec: BenchSpec<Ceiling>, role: 'initiator' | 'responder', k: number): ConnSpec[] {
   const out: ConnSpec[] = [];
   const ini = role === 'initiator';
@@ -327,12 +362,20 @@ export async function countInstalled(c: Charon): Promise<number> {
   return sas.filter((s) => s.state === 'ESTABLISHED' && s.children.some((ch) => ch.state === 'INSTALLED')).length;
 }
 
-export function setupMsg(role: 'initiator' | 'responder', k: number, ns: Netns, deadlineS: number): PeerSetup {
+export function setupMsg(
+  role: 'initiator' | 'responder',
+  k: number,
+  v: Variant,
+  ns: Netns,
+  deadlineS: number,
+): PeerSetup {
   const ini = role === 'initiator';
   return {
     type: 'setup',
     role,
     k,
+    warmup: v.warmup,
+    idle: v.idle,
     netns: ns.name,
     localAddr: ini ? ADDR_A : ADDR_B,
     remoteAddr: ini ? ADDR_B : ADDR_A,
@@ -383,24 +426,128 @@ const cpuRss = (m: Measured) => ({ cpu: procCpuS(pidOf(m)), rss: procRss(pidOf(m
 
 // ---- scenarios ------------------------------------------------------------------
 
+/** What a set of runs varies beside K: the warm-up and the idle peers (RunResult's fields of the same names). */
+export interface Variant {
+  warmup: number;
+  idle: number;
+}
+
 type ScenarioFn = (
   spec: BenchSpec<Ceiling>,
   lab: Lab,
   k: number,
+  v: Variant,
   runNo: number,
   o: HandshakeBenchOptions,
 ) => Promise<RunResult>;
 
-const runCoati: ScenarioFn = async (spec, lab, k, runNo, o) => {
-  const { a, b } = await pair(lab, `${spec.nsTags.coati}${k}r${runNo}`, k);
-  const resp = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-resp-k${k}-r${runNo}`);
-  const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-init-k${k}-r${runNo}`);
+/** Namespace/process name part of a run. */
+const runTag = (k: number, v: Variant, runNo: number) => `k${k}-w${v.warmup}-n${v.idle}-r${runNo}`;
+
+/** Sends `type` to each peer and waits for its answer of type `answer`. */
+function askEach<T>(peers: ChildProcess[], type: string, answer: string, o: HandshakeBenchOptions): Promise<T[]> {
+  return Promise.all(
+    peers.map((p) => {
+      const a = waitMsg<T>(p, answer, (o.deadlineS + 20) * 1000);
+      p.send({ type });
+      return a;
+    }),
+  );
+}
+
+/**
+ * The warm-up in coati peer processes: `w` handshakes, then their SAs deleted, so
+ * the measured K meet a JIT-compiled engine holding no other SA. Throws unless
+ * every peer completed the warm-up's handshakes and holds no SA after it; returns
+ * each peer's memory after the deletion (the RSS/heap baseline of the measured K).
+ */
+async function warmCoati(peers: ChildProcess[], w: number, o: HandshakeBenchOptions): Promise<PeerCool[]> {
+  const ws = await askEach<PeerWarm>(peers, 'warmup', 'warm', o);
+  const bad = ws.find((x) => x.timedOut || x.established < w);
+  if (bad) throw new Error(`warm-up incomplete: ${bad.established} of ${w} handshakes (${JSON.stringify(bad)})`);
+  const cs = await askEach<PeerCool>(peers, 'cooldown', 'cool', o);
+  const left = cs.find((c) => c.sas > 0 || c.kernelSas > 0);
+  if (left) throw new Error(`warm-up SAs not deleted: ${left.sas} IKE SAs, ${left.kernelSas} kernel SAs left`);
+  return cs;
+}
+
+/** Pipelined vici `initiate` of SAs from .. to-1 (timeout -1: charon queues each and answers at once). */
+async function initiateCharon(m: Measured, from: number, to: number): Promise<number> {
+  const answers = await Promise.all(
+    Array.from({ length: to - from }, (_, i) =>
+      m.vici.request('initiate', { child: 'c', ike: `r${from + i}`, timeout: '-1', 'init-limits': 'no' }),
+    ),
+  );
+  return answers.filter((a) => a.success !== 'yes').length;
+}
+
+/**
+ * The warm-up on charons, as warmCoati: the initiator's SAs k .. k+w-1 up, then
+ * terminated, then their connections unloaded (charon looks a peer's config up
+ * by a scan over all loaded connections, so w more would make each measured
+ * handshake dearer). Throws unless every charon completed it and holds no IKE SA
+ * after it. Returns each charon's completed-handshake count after it (the
+ * watch's baseline for the measured K).
+ */
+async function warmCharons(
+  ini: Measured | undefined,
+  res: Measured | undefined,
+  k: number,
+  w: number,
+  o: HandshakeBenchOptions,
+): Promise<number[]> {
+  const all = [ini, res].filter((m): m is Measured => m !== undefined);
+  if (ini) {
+    const refused = await initiateCharon(ini, k, k + w);
+    if (refused) throw new Error(`warm-up: charon refused ${refused} of ${w} initiations`);
+  }
+  let deadline = performance.now() + o.deadlineS * 1000;
+  const ok = await Promise.all(all.map((m) => m.watch.waitUp(w, deadline)));
+  const states = async () => (await Promise.all(all.map((m) => m.watch.describe()))).join('; ');
+  if (!ok.every(Boolean)) throw new Error(`warm-up incomplete on charon: ${await states()}`);
+  if (ini) {
+    const answers = await Promise.all(
+      Array.from({ length: w }, (_, i) => ini.vici.request('terminate', { ike: `r${k + i}`, timeout: '-1' })),
+    );
+    const refused = answers.filter((a) => a.success !== 'yes').length;
+    if (refused) throw new Error(`warm-up: charon refused ${refused} of ${w} terminations`);
+  }
+  deadline = performance.now() + o.deadlineS * 1000;
+  for (;;) {
+    const counts = await Promise.all(all.map((m) => m.vici.ikeSas()));
+    if (counts.every((c) => c.total === 0)) break;
+    if (performance.now() > deadline) throw new Error(`warm-up SAs not deleted on charon: ${await states()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  for (const [m, prefix] of [
+    [ini, 'r'],
+    [res, 'i'],
+  ] as const) {
+    if (!m) continue;
+    const answers = await Promise.all(
+      Array.from({ length: w }, (_, i) => m.vici.request('unload-conn', { name: `${prefix}${k + i}` })),
+    );
+    const refused = answers.filter((a) => a.success !== 'yes');
+    if (refused.length) throw new Error(`warm-up: charon refused to unload ${refused.length} of ${w} connections`);
+  }
+  return Promise.all(all.map((m) => m.watch.established()));
+}
+
+const runCoati: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
+  const w = v.warmup;
+  const { a, b } = await pair(lab, `${spec.nsTags.coati}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const resp = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-resp-${runTag(k, v, runNo)}`);
+  const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-init-${runTag(k, v, runNo)}`);
   try {
     const rReady = waitMsg<{ mem: MemSample }>(resp, 'ready', 20_000);
     const iReady = waitMsg<{ mem: MemSample }>(init, 'ready', 20_000);
-    resp.send(setupMsg('responder', k, b, o.deadlineS));
-    init.send(setupMsg('initiator', k, a, o.deadlineS));
-    const [r0, i0] = await Promise.all([rReady, iReady]);
+    resp.send(setupMsg('responder', k, v, b, o.deadlineS));
+    init.send(setupMsg('initiator', k, v, a, o.deadlineS));
+    let [r0, i0] = await Promise.all([rReady, iReady]);
+    if (w > 0) {
+      const [rw, iw] = await warmCoati([resp, init], w, o);
+      [r0, i0] = [rw as PeerCool, iw as PeerCool];
+    }
     const drops0 = await drops(a, b);
     const [rDone, iDone] = await ask<PeerDone>([resp, init], 'start', 'done', (o.deadlineS + 20) * 1000);
     const drops1 = await drops(a, b);
@@ -411,6 +558,7 @@ const runCoati: ScenarioFn = async (spec, lab, k, runNo, o) => {
     return finishRun({
       scenario: 'coati',
       k,
+      ...v,
       run: runNo,
       ok,
       ...(ok
@@ -430,30 +578,33 @@ const runCoati: ScenarioFn = async (spec, lab, k, runNo, o) => {
   }
 };
 
-const runCharon: ScenarioFn = async (spec, lab, k, runNo, o) => {
-  const { a, b } = await pair(lab, `${spec.nsTags.charon}${k}r${runNo}`, k);
-  const ini = await startCharon(spec, a, `${spec.charonPrefix}ini-k${k}-r${runNo}`);
-  const res = await startCharon(spec, b, `${spec.charonPrefix}res-k${k}-r${runNo}`);
+const runCharon: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
+  const w = v.warmup;
+  const { a, b } = await pair(lab, `${spec.nsTags.charon}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const ini = await startCharon(spec, a, `${spec.charonPrefix}ini-${runTag(k, v, runNo)}`);
+  const res = await startCharon(spec, b, `${spec.charonPrefix}res-${runTag(k, v, runNo)}`);
   try {
-    await res.charon.loadConns(charonConns(spec, 'responder', k));
-    await ini.charon.loadConns(charonConns(spec, 'initiator', k));
+    await res.charon.loadConns(charonConns(spec, 'responder', k + w + v.idle));
+    await ini.charon.loadConns(charonConns(spec, 'initiator', k + w + v.idle));
+    // Completed handshakes before the measured K (the warm-up's, when the watch counts cumulatively).
+    const [iBase, rBase] = w > 0 ? await warmCharons(ini, res, k, w, o) : [0, 0];
     const drops0 = await drops(a, b);
     const s0 = [cpuRss(ini), cpuRss(res)];
     const t0 = performance.now();
     const deadline = t0 + o.deadlineS * 1000;
-    // Pipelined `initiate` requests with timeout -1: charon queues each and answers at once.
-    const answers = await Promise.all(
-      Array.from({ length: k }, (_, i) =>
-        ini.vici.request('initiate', { child: 'c', ike: `r${i}`, timeout: '-1', 'init-limits': 'no' }),
-      ),
-    );
-    const refused = answers.filter((m) => m.success !== 'yes');
+    const refused = await initiateCharon(ini, 0, k);
     // Both CPU figures are read when the LAST side completed its K-th handshake.
-    const [iOk, rOk] = await Promise.all([ini.watch.waitUp(k, deadline), res.watch.waitUp(k, deadline)]);
+    const [iOk, rOk] = await Promise.all([
+      ini.watch.waitUp((iBase as number) + k, deadline),
+      res.watch.waitUp((rBase as number) + k, deadline),
+    ]);
     const wallS = (performance.now() - t0) / 1000;
     const s1 = [cpuRss(ini), cpuRss(res)];
     const drops1 = await drops(a, b);
-    const established = [await ini.watch.established(), await res.watch.established()];
+    const established = [
+      (await ini.watch.established()) - (iBase as number),
+      (await res.watch.established()) - (rBase as number),
+    ];
     const installed = Math.min(await countInstalled(ini.charon), await countInstalled(res.charon));
     const side = (i: 0 | 1): SideFigures => ({
       impl: 'charon',
@@ -462,16 +613,17 @@ const runCharon: ScenarioFn = async (spec, lab, k, runNo, o) => {
       rssDelta: (s1[i]?.rss as number) - (s0[i]?.rss as number),
       established: established[i] as number,
     });
-    const ok = iOk && rOk && refused.length === 0 && installed >= k;
+    const ok = iOk && rOk && refused === 0 && installed >= k;
     return finishRun({
       scenario: 'charon',
       k,
+      ...v,
       run: runNo,
       ok,
       ...(ok
         ? {}
         : {
-            note: `initiator ${await ini.watch.describe()}; responder ${await res.watch.describe()}; refused=${refused.length} ${JSON.stringify(refused[0] ?? {})} installed=${installed}`,
+            note: `initiator ${await ini.watch.describe()}; responder ${await res.watch.describe()}; refused=${refused} installed=${installed}`,
           }),
       wallS,
       sides: [side(0), side(1)],
@@ -486,34 +638,43 @@ const runCharon: ScenarioFn = async (spec, lab, k, runNo, o) => {
   }
 };
 
-const runMixed: ScenarioFn = async (spec, lab, k, runNo, o) => {
-  const { a, b } = await pair(lab, `${spec.nsTags.mixed}${k}r${runNo}`, k);
-  const res = await startCharon(spec, b, `${spec.charonPrefix}mres-k${k}-r${runNo}`);
-  const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}mixed-init-k${k}-r${runNo}`);
+const runMixed: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
+  const w = v.warmup;
+  const { a, b } = await pair(lab, `${spec.nsTags.mixed}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const res = await startCharon(spec, b, `${spec.charonPrefix}mres-${runTag(k, v, runNo)}`);
+  const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}mixed-init-${runTag(k, v, runNo)}`);
   try {
-    await res.charon.loadConns(charonConns(spec, 'responder', k));
+    await res.charon.loadConns(charonConns(spec, 'responder', k + w + v.idle));
     const iReady = waitMsg<{ mem: MemSample }>(init, 'ready', 20_000);
-    init.send(setupMsg('initiator', k, a, o.deadlineS));
-    const i0 = await iReady;
+    init.send(setupMsg('initiator', k, v, a, o.deadlineS));
+    let i0: { mem: MemSample } = await iReady;
+    let rBase = 0;
+    if (w > 0) {
+      // coati initiates the warm-up and deletes its SAs; charon is only watched until it holds none.
+      const [iw, rw] = await Promise.all([warmCoati([init], w, o), warmCharons(undefined, res, k, w, o)]);
+      i0 = iw[0] as PeerCool;
+      rBase = rw[0] as number;
+    }
     const drops0 = await drops(a, b);
     const s0 = cpuRss(res);
     const iDoneP = waitMsg<PeerDone>(init, 'done', (o.deadlineS + 20) * 1000);
     const t0 = performance.now();
     init.send({ type: 'start' });
     const iDone = await iDoneP;
-    const charonDone = await res.watch.waitUp(k, t0 + o.deadlineS * 1000);
+    const charonDone = await res.watch.waitUp(rBase + k, t0 + o.deadlineS * 1000);
     const wallS = spec.mixedWall === 'initiator' ? iDone.elapsedMs / 1000 : (performance.now() - t0) / 1000;
     const s1 = cpuRss(res);
     const drops1 = await drops(a, b);
     const iStatsP = waitMsg<{ mem: MemSample }>(init, 'stats', 20_000);
     init.send({ type: 'stats' });
     const i1 = await iStatsP;
-    const established = await res.watch.established();
+    const established = (await res.watch.established()) - rBase;
     const installed = await countInstalled(res.charon);
     const ok = !iDone.timedOut && charonDone && iDone.established >= k && installed >= k;
     return finishRun({
       scenario: 'mixed',
       k,
+      ...v,
       run: runNo,
       ok,
       ...(ok
@@ -545,7 +706,7 @@ export const median = (xs: number[]) => {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
-export interface Summary {
+export interface Summary extends Variant {
   scenario: Scenario;
   k: number;
   runs: number;
@@ -567,7 +728,7 @@ export interface Summary {
 export function summarize(results: RunResult[]): Summary[] {
   const groups = new Map<string, RunResult[]>();
   for (const r of results) {
-    const key = `${r.scenario}|${r.k}`;
+    const key = `${r.scenario}|${r.k}|${r.warmup}|${r.idle}`;
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   const out: Summary[] = [];
@@ -583,6 +744,8 @@ export function summarize(results: RunResult[]): Summary[] {
     out.push({
       scenario: first.scenario,
       k: first.k,
+      warmup: first.warmup,
+      idle: first.idle,
       runs: rs.length,
       ok: rs.every((r) => r.ok),
       perSecondWall: median(rs.map((r) => r.perSecondWall)),
@@ -610,7 +773,7 @@ export const NAMES: Record<Scenario, string> = {
   mixed: 'coati->charon',
 };
 
-export interface Ratios {
+export interface Ratios extends Variant {
   k: number;
   coatiOverCharonPerCpuSecond?: number;
   coatiOverCeiling?: number;
@@ -622,11 +785,12 @@ export interface Ratios {
 }
 
 export function ratios(summaries: Summary[], ceiling: number, targets = true): Ratios[] {
-  const ks = [...new Set(summaries.map((s) => s.k))];
-  return ks.map((k) => {
-    const c = summaries.find((s) => s.k === k && s.scenario === 'coati');
-    const s = summaries.find((x) => x.k === k && x.scenario === 'charon');
-    const r: Ratios = { k };
+  const groups = [...new Map(summaries.map((s) => [`${s.k}|${s.warmup}|${s.idle}`, s])).values()];
+  return groups.map(({ k, warmup, idle }) => {
+    const same = (x: Summary) => x.k === k && x.warmup === warmup && x.idle === idle;
+    const c = summaries.find((x) => same(x) && x.scenario === 'coati');
+    const s = summaries.find((x) => same(x) && x.scenario === 'charon');
+    const r: Ratios = { k, warmup, idle };
     if (c) {
       r.coatiOverCeiling = c.perCpuSecond / ceiling;
       if (targets) r.targetCeilingMet = c.ok && r.coatiOverCeiling >= 0.5;
@@ -646,13 +810,13 @@ function printReport<C extends Ceiling>(spec: BenchSpec<C>, summaries: Summary[]
   lines.push(
     spec.ceilingLine(ceiling),
     '',
-    `${'scenario'.padEnd(16)}${'K'.padStart(6)} ${'ok'.padStart(4)} ${'hs/s wall'.padStart(10)} ${'hs/CPU-s'.padStart(9)} ` +
+    `${'scenario'.padEnd(16)}${'K'.padStart(6)} ${'warm-up'.padStart(8)} ${'idle'.padStart(6)} ${'ok'.padStart(4)} ${'hs/s wall'.padStart(10)} ${'hs/CPU-s'.padStart(9)} ` +
       `${'CPU µs/hs I'.padStart(12)} ${'CPU µs/hs R'.padStart(12)} ${'RSS KB/SA I'.padStart(12)} ${'RSS KB/SA R'.padStart(12)} ` +
       `${'heap KB/SA I'.padStart(13)} ${'heap KB/SA R'.padStart(13)} ${'rcvbuf drops'.padStart(13)} ${'retx'.padStart(5)}`,
   );
   for (const s of summaries) {
     lines.push(
-      `${NAMES[s.scenario].padEnd(16)}${String(s.k).padStart(6)} ${(s.ok ? 'yes' : 'NO').padStart(4)} ${f0(s.perSecondWall).padStart(10)} ` +
+      `${NAMES[s.scenario].padEnd(16)}${String(s.k).padStart(6)} ${String(s.warmup).padStart(8)} ${String(s.idle).padStart(6)} ${(s.ok ? 'yes' : 'NO').padStart(4)} ${f0(s.perSecondWall).padStart(10)} ` +
         `${f0(s.perCpuSecond).padStart(9)} ${f0(s.initiatorCpuUs).padStart(12)} ${f0(s.responderCpuUs).padStart(12)} ` +
         `${kb(s.initiatorRssPerSa).padStart(12)} ${kb(s.responderRssPerSa).padStart(12)} ` +
         `${kb(s.initiatorHeapPerSa ?? Number.NaN).padStart(13)} ${kb(s.responderHeapPerSa ?? Number.NaN).padStart(13)} ` +
@@ -663,7 +827,9 @@ function printReport<C extends Ceiling>(spec: BenchSpec<C>, summaries: Summary[]
   const target = (min: number, met: boolean | undefined) =>
     spec.targets ? ` (target >= ${min}: ${met ? 'MET' : 'NOT met'})` : '';
   for (const r of rs) {
-    const parts = [`K=${r.k}:`];
+    const parts = [
+      `K=${r.k}, ${r.warmup ? `after ${r.warmup} warm-up handshakes` : 'cold'}${r.idle ? `, ${r.idle} idle peers` : ''}:`,
+    ];
     if (r.coatiOverCharonPerCpuSecond !== undefined)
       parts.push(
         `coati/charon per CPU-s ${f2(r.coatiOverCharonPerCpuSecond)}${target(1, r.targetCharonMet)};` +
@@ -685,28 +851,35 @@ export async function runBench<C extends Ceiling>(
 ): Promise<{ file: string; report: string }> {
   if (process.getuid?.() !== 0) throw new Error(`bench/${spec.name} needs root (network namespaces)`);
   const started = new Date();
-  console.log(`${spec.version} handshake bench: K=${o.ks.join(',')} runs=${o.runs} scenarios=${o.scenarios.join(',')}`);
+  console.log(
+    `${spec.version} handshake bench: K=${o.ks.join(',')} warm-up=${o.warmups.join(',')} idle=${o.idles.join(',')} runs=${o.runs} scenarios=${o.scenarios.join(',')}`,
+  );
   const ceiling = spec.ceiling(o.seconds);
   console.log(spec.ceilingStart(ceiling));
   const lab = await Lab.create({ label: spec.labLabel });
   const results: RunResult[] = [];
   try {
     for (const k of o.ks) {
-      for (let runNo = 0; runNo < o.runs; runNo++) {
-        for (const sc of o.scenarios) {
-          let r: RunResult;
-          try {
-            r = await SCENARIOS[sc](spec as BenchSpec<Ceiling>, lab, k, runNo, o);
-          } catch (err) {
-            console.log(`  ${NAMES[sc]} K=${k}: FAILED ${(err as Error).message.split('\n').slice(0, 6).join(' | ')}`);
-            continue;
+      for (const v of o.warmups.flatMap((warmup) => o.idles.map((idle) => ({ warmup, idle })))) {
+        for (let runNo = 0; runNo < o.runs; runNo++) {
+          for (const sc of o.scenarios) {
+            let r: RunResult;
+            const label = `K=${String(k).padEnd(5)} warm-up ${String(v.warmup).padEnd(5)} idle ${String(v.idle).padEnd(5)}`;
+            try {
+              r = await SCENARIOS[sc](spec as BenchSpec<Ceiling>, lab, k, v, runNo, o);
+            } catch (err) {
+              const msg = (err as Error).message.split('\n').slice(0, 6).join(' | ');
+              console.log(`  ${NAMES[sc]} ${label}: FAILED ${msg}`);
+              continue;
+            }
+            results.push(r);
+            console.log(
+              `  ${NAMES[sc].padEnd(15)} ${label} ` +
+                `${r.ok ? 'ok' : 'INCOMPLETE'} wall ${f2(r.wallS)} s, ` +
+                `${f0(r.perSecondWall)}/s wall, ${f0(r.perCpuSecond)} per CPU-s` +
+                (r.note ? `\n    ${r.note.slice(0, 600)}` : ''),
+            );
           }
-          results.push(r);
-          console.log(
-            `  ${NAMES[sc].padEnd(15)} K=${String(k).padEnd(5)} ${r.ok ? 'ok' : 'INCOMPLETE'} wall ${f2(r.wallS)} s, ` +
-              `${f0(r.perSecondWall)}/s wall, ${f0(r.perCpuSecond)} per CPU-s` +
-              (r.note ? `\n    ${r.note.slice(0, 600)}` : ''),
-          );
         }
       }
     }

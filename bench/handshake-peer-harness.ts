@@ -6,6 +6,11 @@
  * driven over the IPC channel:
  *
  *   parent -> { type: 'setup', ... }   child -> { type: 'ready', mem }
+ *   parent -> { type: 'warmup' }       (setup.warmup > 0: the initiator initiates SAs k .. k+warmup-1)
+ *   child  -> { type: 'warm', ... }    when this side has completed the warm-up's handshakes
+ *   parent -> { type: 'cooldown' }     (the initiator removes the warm-up's peers, deleting their SAs)
+ *   child  -> { type: 'cool', ... }    once this side holds no SA (engine and kernel) and has removed
+ *                                      the warm-up's peers too; counters reset
  *   parent -> { type: 'start' }        (snapshot CPU; the initiator also initiates all K SAs)
  *   child  -> { type: 'done', ... }    when K handshakes are complete (or the deadline passed)
  *   parent -> { type: 'stats' }        child -> { type: 'stats', mem, counters }
@@ -25,13 +30,24 @@ import { type Identity, parseIdentity } from '../src/sa/identity.js';
 import type { PeerPolicy } from '../src/sa/policy.js';
 import { parseTrafficSelector, type TrafficSelector } from '../src/sa/traffic-selector.js';
 import { systemClock } from '../src/util/clock.js';
-import { initiatorId, type MemSample, type PeerDone, type PeerSetup, responderId, tsHost } from './handshake-common.js';
+import {
+  initiatorId,
+  type MemSample,
+  type PeerCool,
+  type PeerDone,
+  type PeerSetup,
+  type PeerWarm,
+  responderId,
+  tsHost,
+} from './handshake-common.js';
 
 /** What the harness needs of an IKEv1 or IKEv2 manager. */
 export interface PeerEngine {
   setPeer(p: PeerPolicy): void;
   receive(payload: Buffer, remote: Endpoint, local: Endpoint): void;
   initiate(name: string): Promise<unknown>;
+  /** Deletes the peer's SAs (through the peer) and forgets the peer. */
+  removePeer(name: string): Promise<unknown>;
   allSas(): readonly unknown[];
   close(o: { keepKernel: boolean }): Promise<unknown>;
 }
@@ -85,10 +101,13 @@ function mem(): MemSample {
   return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
 }
 
-/** Policies of the K SAs: identities, PSK and per-SA tunnel selectors shared with the charon configs. */
+/**
+ * Policies of the K measured SAs, the warm-up's and the idle peers: identities,
+ * PSK and per-SA tunnel selectors shared with the charon configs.
+ */
 function policies<C extends PeerCounters>(spec: PeerSpec<C>, s: PeerSetup): PeerPolicy[] {
   const ini = s.role === 'initiator';
-  return Array.from({ length: s.k }, (_, i) =>
+  return Array.from({ length: s.k + s.warmup + s.idle }, (_, i) =>
     spec.policy({
       local: { name: 'x', addr: s.localAddr },
       remote: { name: ini ? `r${i}` : `i${i}`, addr: s.remoteAddr },
@@ -108,6 +127,10 @@ function policies<C extends PeerCounters>(spec: PeerSpec<C>, s: PeerSetup): Peer
     }),
   );
 }
+
+/** Names of the warm-up's peers (SAs k .. k+warmup-1) on this side. */
+const warmupPeers = (s: PeerSetup): string[] =>
+  Array.from({ length: s.warmup }, (_, i) => `${s.role === 'initiator' ? 'r' : 'i'}${s.k + i}`);
 
 /** Counts the events every peer counts alike. */
 function countCommon(ev: EngineEvent, c: PeerCounters): void {
@@ -142,6 +165,46 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
   let finished = false;
   let deadline: NodeJS.Timeout | undefined;
   let heapProf: ReturnType<typeof startHeapSampling> | undefined;
+  /** The warm-up in progress: how many handshakes complete it. */
+  let warming: { target: number; timer: NodeJS.Timeout } | undefined;
+
+  const warmed = (timedOut: boolean): void => {
+    if (!warming) return;
+    clearTimeout(warming.timer);
+    warming = undefined;
+    const w: PeerWarm = {
+      type: 'warm',
+      established: counters.established,
+      failures: counters.failures,
+      retransmits: counters.retransmits,
+      timedOut,
+    };
+    send(w);
+  };
+
+  /**
+   * The initiator removes the warm-up's peers, which deletes their SAs through the
+   * responder. Each side then waits (polling) until it holds no SA, or the deadline;
+   * the responder removes its warm-up peers only then, so it sends no Deletes of its
+   * own. Then the counters are reset and `cool` answered.
+   */
+  const cooldown = async (mgr: PeerEngine, k: MemoryKernel, s: PeerSetup): Promise<void> => {
+    if (s.role === 'initiator')
+      await Promise.all(
+        warmupPeers(s).map((name) =>
+          mgr.removePeer(name).catch((err) => {
+            process.stderr.write(`[initiator] remove ${name}: ${(err as Error).message}\n`);
+          }),
+        ),
+      );
+    const until = performance.now() + s.deadlineMs;
+    while ((mgr.allSas().length > 0 || (await k.listSas()).length > 0) && performance.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    if (s.role === 'responder') await Promise.all(warmupPeers(s).map((name) => mgr.removePeer(name)));
+    for (const key of Object.keys(counters) as (keyof C)[]) (counters[key] as number) = 0;
+    const c: PeerCool = { type: 'cool', sas: mgr.allSas().length, kernelSas: (await k.listSas()).length, mem: mem() };
+    send(c);
+  };
 
   const finish = async (timedOut: boolean): Promise<void> => {
     if (finished || !setup) return;
@@ -165,7 +228,10 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
 
   const onEvent = (ev: EngineEvent): void => {
     countCommon(ev, counters);
-    if (spec.count(ev, counters) && setup && counters.established >= setup.k) void finish(false);
+    if (!spec.count(ev, counters) || !setup) return;
+    if (warming) {
+      if (counters.established >= warming.target) warmed(false);
+    } else if (counters.established >= setup.k) void finish(false);
   };
 
   const openSockets = (s: PeerSetup, mgr: PeerEngine): void => {
@@ -207,13 +273,13 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
    * event loop every few so responses already received are read off the socket
    * (a single synchronous loop over K would overflow the socket's receive buffer).
    */
-  const initiateAll = async (s: PeerSetup, mgr: PeerEngine): Promise<void> => {
-    for (let i = 0; i < s.k; i++) {
+  const initiateAll = async (mgr: PeerEngine, from: number, to: number): Promise<void> => {
+    for (let i = from; i < to; i++) {
       mgr.initiate(`r${i}`).catch((err) => {
         counters.failures++;
         process.stderr.write(`[initiator] initiate r${i}: ${(err as Error).message}\n`);
       });
-      if (i % 8 === 7) await new Promise<void>((r) => setImmediate(r));
+      if ((i - from) % 8 === 7) await new Promise<void>((r) => setImmediate(r));
     }
   };
 
@@ -252,7 +318,19 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
         cpuStart = process.cpuUsage();
         startAt = performance.now();
         deadline = setTimeout(() => void finish(true), s.deadlineMs);
-        if (s.role === 'initiator') void initiateAll(s, mgr);
+        if (s.role === 'initiator') void initiateAll(mgr, 0, s.k);
+        break;
+      }
+      case 'warmup': {
+        if (!setup || !manager || setup.warmup <= 0) return;
+        const s = setup;
+        warming = { target: s.warmup, timer: setTimeout(() => warmed(true), s.deadlineMs) };
+        if (s.role === 'initiator') void initiateAll(manager, s.k, s.k + s.warmup);
+        break;
+      }
+      case 'cooldown': {
+        if (!setup || !manager || !kernel) return;
+        void cooldown(manager, kernel, setup);
         break;
       }
       case 'stats':

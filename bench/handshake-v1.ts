@@ -5,7 +5,8 @@
  * shape: both run on bench/handshake-harness.ts).
  *
  *   npx tsc -p . && node dist/bench/handshake-v1.js [--k 50,200] [--seconds 3]
- *        [--runs 1] [--scenarios coati,charon,mixed] [--deadline 60] [--profile DIR] [--out FILE]
+ *        [--runs 1] [--warmup 0] [--idle 0]
+ *        [--scenarios coati,charon,mixed] [--deadline 60] [--profile DIR] [--out FILE]
  *
  * Each scenario: K ISAKMP SAs, Main Mode PSK aes128-sha256-modp2048, each with
  * one Quick Mode ESP aes128-sha256 (no PFS) in tunnel mode, all initiated at

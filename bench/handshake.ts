@@ -4,7 +4,8 @@
  * machine. Figures are reported as ratios against those references.
  *
  *   npx tsc -p . && node dist/bench/handshake.js [--k 100,500] [--seconds 3]
- *        [--runs 1] [--scenarios coati,charon,mixed] [--deadline 60] [--profile DIR] [--out FILE]
+ *        [--runs 1] [--warmup 0] [--idle 0]
+ *        [--scenarios coati,charon,mixed] [--deadline 60] [--profile DIR] [--out FILE]
  *
  * Needs root (network namespaces), the native addon, and strongSwan 5.9
  * (charon, swanctl) for the charon scenarios. See bench/README.md.
