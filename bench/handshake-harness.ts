@@ -497,14 +497,24 @@ async function warmCharons(
   o: HandshakeBenchOptions,
 ): Promise<number[]> {
   const all = [ini, res].filter((m): m is Measured => m !== undefined);
-  if (ini) {
-    const refused = await initiateCharon(ini, k, k + w);
-    if (refused) throw new Error(`warm-up: charon refused ${refused} of ${w} initiations`);
-  }
-  let deadline = performance.now() + o.deadlineS * 1000;
-  const ok = await Promise.all(all.map((m) => m.watch.waitUp(w, deadline)));
   const states = async () => (await Promise.all(all.map((m) => m.watch.describe()))).join('; ');
-  if (!ok.every(Boolean)) throw new Error(`warm-up incomplete on charon: ${await states()}`);
+  // In batches of k, as the coati initiator does; the deadline holds for each batch.
+  let deadline: number;
+  if (ini) {
+    for (let from = 0; from < w; from += k) {
+      const upTo = Math.min(from + k, w);
+      deadline = performance.now() + o.deadlineS * 1000;
+      const refused = await initiateCharon(ini, k + from, k + upTo);
+      if (refused) throw new Error(`warm-up: charon refused ${refused} of ${upTo - from} initiations`);
+      const ok = await Promise.all(all.map((m) => m.watch.waitUp(upTo, deadline)));
+      if (!ok.every(Boolean)) throw new Error(`warm-up incomplete on charon: ${await states()}`);
+    }
+  } else {
+    // A responder only (coati initiates): the whole warm-up at once.
+    deadline = performance.now() + o.deadlineS * 1000 * Math.ceil(w / k);
+    const ok = await Promise.all(all.map((m) => m.watch.waitUp(w, deadline)));
+    if (!ok.every(Boolean)) throw new Error(`warm-up incomplete on charon: ${await states()}`);
+  }
   if (ini) {
     const answers = await Promise.all(
       Array.from({ length: w }, (_, i) => ini.vici.request('terminate', { ike: `r${k + i}`, timeout: '-1' })),

@@ -6,7 +6,8 @@
  * driven over the IPC channel:
  *
  *   parent -> { type: 'setup', ... }   child -> { type: 'ready', mem }
- *   parent -> { type: 'warmup' }       (setup.warmup > 0: the initiator initiates SAs k .. k+warmup-1)
+ *   parent -> { type: 'warmup' }       (setup.warmup > 0: the initiator initiates SAs k .. k+warmup-1,
+ *                                      k at a time, each batch once the previous one is up)
  *   child  -> { type: 'warm', ... }    when this side has completed the warm-up's handshakes
  *   parent -> { type: 'cooldown' }     (the initiator removes the warm-up's peers, deleting their SAs)
  *   child  -> { type: 'cool', ... }    once this side holds no SA (engine and kernel) and has removed
@@ -165,12 +166,26 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
   let finished = false;
   let deadline: NodeJS.Timeout | undefined;
   let heapProf: ReturnType<typeof startHeapSampling> | undefined;
-  /** The warm-up in progress: how many handshakes complete it. */
-  let warming: { target: number; timer: NodeJS.Timeout } | undefined;
+  /** The warm-up in progress: how many handshakes complete it; the initiator's wait for its current batch. */
+  let warming: { target: number; timer: NodeJS.Timeout; batch?: { upTo: number; done: () => void } } | undefined;
+
+  /** The initiator's warm-up: batches of k initiations, each started once the previous one is complete. */
+  const warmupBatches = async (mgr: PeerEngine, s: PeerSetup): Promise<void> => {
+    for (let from = 0; from < s.warmup && warming; from += s.k) {
+      const upTo = Math.min(from + s.k, s.warmup);
+      const w = warming;
+      const batchDone = new Promise<void>((r) => {
+        w.batch = { upTo, done: r };
+      });
+      void initiateAll(mgr, s.k + from, s.k + upTo);
+      await batchDone;
+    }
+  };
 
   const warmed = (timedOut: boolean): void => {
     if (!warming) return;
     clearTimeout(warming.timer);
+    warming.batch?.done();
     warming = undefined;
     const w: PeerWarm = {
       type: 'warm',
@@ -230,6 +245,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
     countCommon(ev, counters);
     if (!spec.count(ev, counters) || !setup) return;
     if (warming) {
+      if (warming.batch && counters.established >= warming.batch.upTo) warming.batch.done();
       if (counters.established >= warming.target) warmed(false);
     } else if (counters.established >= setup.k) void finish(false);
   };
@@ -324,8 +340,10 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
       case 'warmup': {
         if (!setup || !manager || setup.warmup <= 0) return;
         const s = setup;
-        warming = { target: s.warmup, timer: setTimeout(() => warmed(true), s.deadlineMs) };
-        if (s.role === 'initiator') void initiateAll(manager, s.k, s.k + s.warmup);
+        // The deadline holds for each batch.
+        const batches = Math.ceil(s.warmup / s.k);
+        warming = { target: s.warmup, timer: setTimeout(() => warmed(true), s.deadlineMs * batches) };
+        if (s.role === 'initiator') void warmupBatches(manager, s);
         break;
       }
       case 'cooldown': {
