@@ -785,6 +785,13 @@ export const NAMES: Record<Scenario, string> = {
 
 export interface Ratios extends Variant {
   k: number;
+  /**
+   * A warm-up variant: coati's hs/CPU-s against charon's COLD figure (same K and idle
+   * peers, same run). charon is compiled code with nothing to warm up, and it got
+   * slower, not faster, after a warm-up here (bench/README.md), so its cold figure is
+   * its best: this is the running-daemon comparison.
+   */
+  coatiOverColdCharonPerCpuSecond?: number;
   coatiOverCharonPerCpuSecond?: number;
   coatiOverCeiling?: number;
   coatiInitiatorOverCharonInitiator?: number;
@@ -811,6 +818,8 @@ export function ratios(summaries: Summary[], ceiling: number, targets = true): R
       r.coatiResponderOverCharonResponder = s.responderCpuUs / c.responderCpuUs;
       if (targets) r.targetCharonMet = c.ok && s.ok && r.coatiOverCharonPerCpuSecond >= 1;
     }
+    const cold = summaries.find((x) => x.k === k && x.warmup === 0 && x.idle === idle && x.scenario === 'charon');
+    if (c && cold && warmup > 0) r.coatiOverColdCharonPerCpuSecond = c.perCpuSecond / cold.perCpuSecond;
     return r;
   });
 }
@@ -845,6 +854,8 @@ function printReport<C extends Ceiling>(spec: BenchSpec<C>, summaries: Summary[]
         `coati/charon per CPU-s ${f2(r.coatiOverCharonPerCpuSecond)}${target(1, r.targetCharonMet)};` +
           ` initiator ${f2(r.coatiInitiatorOverCharonInitiator ?? Number.NaN)}, responder ${f2(r.coatiResponderOverCharonResponder ?? Number.NaN)}${spec.sideRatioNote};`,
       );
+    if (r.coatiOverColdCharonPerCpuSecond !== undefined)
+      parts.push(`against charon's cold run: ${f2(r.coatiOverColdCharonPerCpuSecond)};`);
     if (r.coatiOverCeiling !== undefined)
       parts.push(`coati/crypto-ceiling ${f2(r.coatiOverCeiling)}${target(0.5, r.targetCeilingMet)}`);
     lines.push(parts.join(' '));

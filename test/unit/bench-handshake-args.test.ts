@@ -66,5 +66,7 @@ describe('handshake bench report', () => {
       [100, 0, 400, 1.25],
     ]);
     expect(r.map((x) => x.targetCharonMet)).toEqual([false, true, true]);
+    // The warm-up variant is also set against charon's cold run of the same K and idle peers.
+    expect(r.map((x) => x.coatiOverColdCharonPerCpuSecond)).toEqual([undefined, 1, undefined]);
   });
 });
