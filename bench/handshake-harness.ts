@@ -169,13 +169,9 @@ export interface SideFigures {
   retransmits?: number;
 }
 
-export interface RunResult {
+export interface RunResult extends Variant {
   scenario: Scenario;
   k: number;
-  /** Warm-up handshakes the same daemons ran before the measured K. */
-  warmup: number;
-  /** Peers configured beyond the K and the warm-up's, never initiated. */
-  idle: number;
   run: number;
   ok: boolean;
   note?: string;
@@ -259,11 +255,16 @@ export function waitMsg<T>(child: ChildProcess, type: string, timeoutMs: number)
   });
 }
 
-/** Sends `type` to both peers and waits for each one's answer of type `answer`. */
-function ask<T>(peers: [ChildProcess, ChildProcess], type: string, answer: string, timeoutMs: number): Promise<[T, T]> {
+/** Sends `type` to each peer and waits for each one's answer of type `answer` (in the peers' order). */
+function ask<T, P extends ChildProcess[] = [ChildProcess, ChildProcess]>(
+  peers: [...P],
+  type: string,
+  answer: string,
+  timeoutMs: number,
+): Promise<{ [I in keyof P]: T }> {
   const ps = peers.map((p) => waitMsg<T>(p, answer, timeoutMs));
   for (const p of peers) p.send({ type });
-  return Promise.all(ps) as Promise<[T, T]>;
+  return Promise.all(ps) as Promise<{ [I in keyof P]: T }>;
 }
 
 function forkPeer(script: string, opts: HandshakeBenchOptions, label: string): ChildProcess {
@@ -426,9 +427,11 @@ const cpuRss = (m: Measured) => ({ cpu: procCpuS(pidOf(m)), rss: procRss(pidOf(m
 
 // ---- scenarios ------------------------------------------------------------------
 
-/** What a set of runs varies beside K: the warm-up and the idle peers (RunResult's fields of the same names). */
+/** What a set of runs varies beside K. */
 export interface Variant {
+  /** Warm-up handshakes the same daemons ran before the measured K. */
   warmup: number;
+  /** Peers configured beyond the K and the warm-up's, never initiated. */
   idle: number;
 }
 
@@ -441,19 +444,8 @@ type ScenarioFn = (
   o: HandshakeBenchOptions,
 ) => Promise<RunResult>;
 
-/** Namespace/process name part of a run. */
+/** Namespace and process name part of a run. */
 const runTag = (k: number, v: Variant, runNo: number) => `k${k}-w${v.warmup}-n${v.idle}-r${runNo}`;
-
-/** Sends `type` to each peer and waits for its answer of type `answer`. */
-function askEach<T>(peers: ChildProcess[], type: string, answer: string, o: HandshakeBenchOptions): Promise<T[]> {
-  return Promise.all(
-    peers.map((p) => {
-      const a = waitMsg<T>(p, answer, (o.deadlineS + 20) * 1000);
-      p.send({ type });
-      return a;
-    }),
-  );
-}
 
 /**
  * The warm-up in coati peer processes: `w` handshakes, then their SAs deleted, so
@@ -461,11 +453,17 @@ function askEach<T>(peers: ChildProcess[], type: string, answer: string, o: Hand
  * every peer completed the warm-up's handshakes and holds no SA after it; returns
  * each peer's memory after the deletion (the RSS/heap baseline of the measured K).
  */
-async function warmCoati(peers: ChildProcess[], w: number, o: HandshakeBenchOptions): Promise<PeerCool[]> {
-  const ws = await askEach<PeerWarm>(peers, 'warmup', 'warm', o);
+async function warmCoati<P extends ChildProcess[]>(
+  peers: [...P],
+  k: number,
+  w: number,
+  o: HandshakeBenchOptions,
+): Promise<{ [I in keyof P]: PeerCool }> {
+  // The peers' own deadline holds for each batch of k.
+  const ws = await ask<PeerWarm, P>(peers, 'warmup', 'warm', (o.deadlineS * Math.ceil(w / k) + 20) * 1000);
   const bad = ws.find((x) => x.timedOut || x.established < w);
   if (bad) throw new Error(`warm-up incomplete: ${bad.established} of ${w} handshakes (${JSON.stringify(bad)})`);
-  const cs = await askEach<PeerCool>(peers, 'cooldown', 'cool', o);
+  const cs = await ask<PeerCool, P>(peers, 'cooldown', 'cool', (o.deadlineS + 20) * 1000);
   const left = cs.find((c) => c.sas > 0 || c.kernelSas > 0);
   if (left) throw new Error(`warm-up SAs not deleted: ${left.sas} IKE SAs, ${left.kernelSas} kernel SAs left`);
   return cs;
@@ -545,7 +543,7 @@ async function warmCharons(
 
 const runCoati: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
   const w = v.warmup;
-  const { a, b } = await pair(lab, `${spec.nsTags.coati}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const { a, b } = await pair(lab, `${spec.nsTags.coati}${runTag(k, v, runNo)}`, k + w);
   const resp = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-resp-${runTag(k, v, runNo)}`);
   const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}coati-init-${runTag(k, v, runNo)}`);
   try {
@@ -554,10 +552,7 @@ const runCoati: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
     resp.send(setupMsg('responder', k, v, b, o.deadlineS));
     init.send(setupMsg('initiator', k, v, a, o.deadlineS));
     let [r0, i0] = await Promise.all([rReady, iReady]);
-    if (w > 0) {
-      const [rw, iw] = await warmCoati([resp, init], w, o);
-      [r0, i0] = [rw as PeerCool, iw as PeerCool];
-    }
+    if (w > 0) [r0, i0] = await warmCoati([resp, init], k, w, o);
     const drops0 = await drops(a, b);
     const [rDone, iDone] = await ask<PeerDone>([resp, init], 'start', 'done', (o.deadlineS + 20) * 1000);
     const drops1 = await drops(a, b);
@@ -590,14 +585,14 @@ const runCoati: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
 
 const runCharon: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
   const w = v.warmup;
-  const { a, b } = await pair(lab, `${spec.nsTags.charon}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const { a, b } = await pair(lab, `${spec.nsTags.charon}${runTag(k, v, runNo)}`, k + w);
   const ini = await startCharon(spec, a, `${spec.charonPrefix}ini-${runTag(k, v, runNo)}`);
   const res = await startCharon(spec, b, `${spec.charonPrefix}res-${runTag(k, v, runNo)}`);
   try {
     await res.charon.loadConns(charonConns(spec, 'responder', k + w + v.idle));
     await ini.charon.loadConns(charonConns(spec, 'initiator', k + w + v.idle));
     // Completed handshakes before the measured K (the warm-up's, when the watch counts cumulatively).
-    const [iBase, rBase] = w > 0 ? await warmCharons(ini, res, k, w, o) : [0, 0];
+    const [iBase = 0, rBase = 0] = w > 0 ? await warmCharons(ini, res, k, w, o) : [];
     const drops0 = await drops(a, b);
     const s0 = [cpuRss(ini), cpuRss(res)];
     const t0 = performance.now();
@@ -605,16 +600,13 @@ const runCharon: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
     const refused = await initiateCharon(ini, 0, k);
     // Both CPU figures are read when the LAST side completed its K-th handshake.
     const [iOk, rOk] = await Promise.all([
-      ini.watch.waitUp((iBase as number) + k, deadline),
-      res.watch.waitUp((rBase as number) + k, deadline),
+      ini.watch.waitUp(iBase + k, deadline),
+      res.watch.waitUp(rBase + k, deadline),
     ]);
     const wallS = (performance.now() - t0) / 1000;
     const s1 = [cpuRss(ini), cpuRss(res)];
     const drops1 = await drops(a, b);
-    const established = [
-      (await ini.watch.established()) - (iBase as number),
-      (await res.watch.established()) - (rBase as number),
-    ];
+    const established = [(await ini.watch.established()) - iBase, (await res.watch.established()) - rBase];
     const installed = Math.min(await countInstalled(ini.charon), await countInstalled(res.charon));
     const side = (i: 0 | 1): SideFigures => ({
       impl: 'charon',
@@ -650,7 +642,7 @@ const runCharon: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
 
 const runMixed: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
   const w = v.warmup;
-  const { a, b } = await pair(lab, `${spec.nsTags.mixed}${k}w${w}n${v.idle}r${runNo}`, k + w);
+  const { a, b } = await pair(lab, `${spec.nsTags.mixed}${runTag(k, v, runNo)}`, k + w);
   const res = await startCharon(spec, b, `${spec.charonPrefix}mres-${runTag(k, v, runNo)}`);
   const init = forkPeer(spec.peerScript, o, `${spec.forkPrefix}mixed-init-${runTag(k, v, runNo)}`);
   try {
@@ -661,9 +653,9 @@ const runMixed: ScenarioFn = async (spec, lab, k, v, runNo, o) => {
     let rBase = 0;
     if (w > 0) {
       // coati initiates the warm-up and deletes its SAs; charon is only watched until it holds none.
-      const [iw, rw] = await Promise.all([warmCoati([init], w, o), warmCharons(undefined, res, k, w, o)]);
-      i0 = iw[0] as PeerCool;
-      rBase = rw[0] as number;
+      const [[iw], [rw = 0]] = await Promise.all([warmCoati([init], k, w, o), warmCharons(undefined, res, k, w, o)]);
+      i0 = iw;
+      rBase = rw;
     }
     const drops0 = await drops(a, b);
     const s0 = cpuRss(res);

@@ -204,18 +204,19 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
    * own. Then the counters are reset and `cool` answered.
    */
   const cooldown = async (mgr: PeerEngine, k: MemoryKernel, s: PeerSetup): Promise<void> => {
-    if (s.role === 'initiator')
-      await Promise.all(
+    const removeWarmupPeers = () =>
+      Promise.all(
         warmupPeers(s).map((name) =>
           mgr.removePeer(name).catch((err) => {
-            process.stderr.write(`[initiator] remove ${name}: ${(err as Error).message}\n`);
+            process.stderr.write(`[${s.role}] remove ${name}: ${(err as Error).message}\n`);
           }),
         ),
       );
+    if (s.role === 'initiator') await removeWarmupPeers();
     const until = performance.now() + s.deadlineMs;
     while ((mgr.allSas().length > 0 || (await k.listSas()).length > 0) && performance.now() < until)
       await new Promise((r) => setTimeout(r, 20));
-    if (s.role === 'responder') await Promise.all(warmupPeers(s).map((name) => mgr.removePeer(name)));
+    if (s.role === 'responder') await removeWarmupPeers();
     for (const key of Object.keys(counters) as (keyof C)[]) (counters[key] as number) = 0;
     const c: PeerCool = { type: 'cool', sas: mgr.allSas().length, kernelSas: (await k.listSas()).length, mem: mem() };
     send(c);
