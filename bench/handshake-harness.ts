@@ -18,6 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { daemonV8Flags } from '../src/util/v8-flags.js';
 import { Charon, type CharonOptions } from '../test/harness/charon.js';
 import { Lab, type Netns, run } from '../test/harness/netns.js';
 import type { ConnSpec } from '../test/harness/swanctl-conf.js';
@@ -864,8 +865,15 @@ export async function runBench<C extends Ceiling>(
 ): Promise<{ file: string; report: string }> {
   if (process.getuid?.() !== 0) throw new Error(`bench/${spec.name} needs root (network namespaces)`);
   const started = new Date();
+  // The peers apply these themselves (bench/handshake-peer-harness.ts), as coatid does; checked here first.
+  const coatiV8Flags = daemonV8Flags();
+  const coatiNodeArgs = process.env.COATI_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   console.log(
     `${spec.version} handshake bench: K=${o.ks.join(',')} warm-up=${o.warmups.join(',')} idle=${o.idles.join(',')} runs=${o.runs} scenarios=${o.scenarios.join(',')}`,
+  );
+  console.log(
+    `coati peers: V8 flags ${coatiV8Flags.join(' ') || '(V8 defaults)'}${process.env.COATI_V8_FLAGS === undefined ? " (coatid's)" : ' (COATI_V8_FLAGS)'}` +
+      `${coatiNodeArgs.length ? `, node args ${coatiNodeArgs.join(' ')} (COATI_BENCH_NODE_ARGS)` : ''}`,
   );
   const ceiling = spec.ceiling(o.seconds);
   console.log(spec.ceilingStart(ceiling));
@@ -920,6 +928,8 @@ export async function runBench<C extends Ceiling>(
         cpus: cpus().map((c) => c.model)[0],
         ncpu: cpus().length,
         options: { ...o },
+        coatiV8Flags,
+        coatiNodeArgs,
         suite: spec.suite,
         cryptoCeiling: ceiling,
         summaries,

@@ -31,6 +31,7 @@ import { type Identity, parseIdentity } from '../src/sa/identity.js';
 import type { PeerPolicy } from '../src/sa/policy.js';
 import { parseTrafficSelector, type TrafficSelector } from '../src/sa/traffic-selector.js';
 import { systemClock } from '../src/util/clock.js';
+import { applyDaemonV8Flags } from '../src/util/v8-flags.js';
 import {
   initiatorId,
   type MemSample,
@@ -156,6 +157,7 @@ const NON_ESP = Buffer.alloc(4);
 
 /** Runs this process as a bench peer until the parent sends `exit`. */
 export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
+  applyDaemonV8Flags(); // run the engine as coatid runs it
   const counters = spec.counters;
   const sockets = new Map<number, IkeUdpSocket>();
   let setup: PeerSetup | undefined;

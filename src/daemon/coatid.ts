@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { applyDaemonV8Flags } from '../util/v8-flags.js';
 import { Daemon, VERSION } from './daemon.js';
 
 const USAGE = `usage: coatid [--config FILE] [--check-config] [--version]
@@ -53,7 +54,14 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const daemon = new Daemon({ configPath });
+  let v8Flags: string[];
+  try {
+    v8Flags = applyDaemonV8Flags();
+  } catch (err) {
+    process.stderr.write(`coatid: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const daemon = new Daemon({ configPath, v8Flags });
   process.on('uncaughtException', (err) => {
     // A bug: log it and exit so systemd restarts us (kernel SAs stay; peers see no outage).
     process.stderr.write(`<2>coatid: fatal: ${err.stack ?? err}\n`);

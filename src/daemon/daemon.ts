@@ -57,6 +57,8 @@ export interface DaemonOptions {
   logSink?: (line: string) => void;
   /** Network namespace for sockets and the xfrm backend (tests). */
   netns?: string;
+  /** The V8 flags coatid set for this process (src/util/v8-flags.ts); logged at start. */
+  v8Flags?: readonly string[];
 }
 
 /**
@@ -179,7 +181,11 @@ export class Daemon {
     // IKEv1 peers with start = "now" / "trap" (they were only brought up by a reload before).
     await this.v1.start({ ...pacing, gate: this.gate });
     const peers = this.manager.peerNames().length + this.v1.peerNames().length;
-    log.notice(`coatid ${VERSION} started`, { peers, kernel: this.kernel.name });
+    log.notice(`coatid ${VERSION} started`, {
+      peers,
+      kernel: this.kernel.name,
+      ...(this.opts.v8Flags ? { v8Flags: this.opts.v8Flags.join(' ') || 'V8 defaults' } : {}),
+    });
     this.systemd.ready(`${peers} peers`);
   }
 
