@@ -157,6 +157,9 @@ export class Daemon {
       else this.manager.setPeer(policy);
     }
     await this.restoreCheckpoint(log);
+    // The kernel SAs a crashed predecessor left, listed before the sockets open: once a peer
+    // can negotiate, a listing could catch a new Child SA half installed and call it an orphan.
+    await this.manager.adoptOrphans();
     this.sockets = new IkeSockets({
       listen: c.daemon.listen,
       port: c.daemon.port,

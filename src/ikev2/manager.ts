@@ -263,14 +263,23 @@ export class Ikev2Manager implements IkeSaHost {
   // ---- kernel state left by a previous incarnation ----------------------------
 
   private orphans: SaInfo[] = [];
+  /** Whether the orphan list was taken (by the daemon before it opened its sockets, or by `start`). */
+  private orphansAdopted = false;
 
   /**
    * Notes owned kernel SAs this process did not create (a crash left them).
    * They keep carrying traffic until the relationship with their peer is
    * re-established, then go after a grace period; orphans of no configured
    * peer go after `orphanMaxAgeMs`.
+   *
+   * Take the list before anything can negotiate (coatid: before it opens its
+   * sockets). Every kernel SA listed that no restored SA explains is called an
+   * orphan, so a Child SA being installed at the time of the listing (its
+   * inbound SA in the kernel, the child not yet on its IKE SA) would be deleted
+   * as one once its own pair is up.
    */
   async adoptOrphans(orphanMaxAgeMs = 120_000): Promise<number> {
+    this.orphansAdopted = true;
     try {
       // Kernel SAs of SAs we hold (restored from a checkpoint) are not orphans.
       const explained = new Set<string>();
@@ -380,7 +389,7 @@ export class Ikev2Manager implements IkeSaHost {
    * `maxConcurrent` initiations in flight, each delayed by up to `jitterMs`.
    */
   async start(pacing: Partial<{ maxConcurrent: number; jitterMs: number; gate: InitiationGate }> = {}): Promise<void> {
-    await this.adoptOrphans();
+    if (!this.orphansAdopted) await this.adoptOrphans();
     await this.sup.start(pacing);
   }
 
