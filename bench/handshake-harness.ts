@@ -268,8 +268,11 @@ function ask<T, P extends ChildProcess[] = [ChildProcess, ChildProcess]>(
   return Promise.all(ps) as Promise<{ [I in keyof P]: T }>;
 }
 
+/** Extra node arguments for the coati peer processes (V8 experiments), from `COATI_BENCH_NODE_ARGS`. */
+const benchNodeArgs = (): string[] => process.env.COATI_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
 function forkPeer(script: string, opts: HandshakeBenchOptions, label: string): ChildProcess {
-  const execArgv = ['--expose-gc', ...(process.env.COATI_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+  const execArgv = ['--expose-gc', ...benchNodeArgs()];
   if (opts.profileDir)
     execArgv.push(
       '--cpu-prof',
@@ -867,7 +870,7 @@ export async function runBench<C extends Ceiling>(
   const started = new Date();
   // The peers apply these themselves (bench/handshake-peer-harness.ts), as coatid does; checked here first.
   const coatiV8Flags = daemonV8Flags();
-  const coatiNodeArgs = process.env.COATI_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const coatiNodeArgs = benchNodeArgs();
   console.log(
     `${spec.version} handshake bench: K=${o.ks.join(',')} warm-up=${o.warmups.join(',')} idle=${o.idles.join(',')} runs=${o.runs} scenarios=${o.scenarios.join(',')}`,
   );

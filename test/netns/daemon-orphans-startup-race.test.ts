@@ -63,9 +63,9 @@ describe('restart with a peer that negotiates at once: the new Child SA is not t
 
     const logs: string[] = [];
     const dirA = labOf().subdir('a');
-    writeNode(dirA, aAddr, 'b', bAddr, 'now', 2);
+    const confA = writeNode(dirA, aAddr, 'b', bAddr, 'now', 2);
     writePeer(dirA, 'b', bAddr, 2, 'retransmit_base = "500ms"\n');
-    await start(`${dirA}/coati.conf`, { netns: a.name, logs, tag: 'a' });
+    await start(confA, { netns: a.name, logs, tag: 'a' });
     // a's first IKE_SA_INIT finds nobody; its retransmissions reach b as soon as b listens.
     await sleep(300);
     const db = await start(writeNode(labOf().subdir('b'), bAddr, 'a', aAddr, 'none', 2), {
