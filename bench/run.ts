@@ -7,6 +7,7 @@
  *   kernel-xfrm   node dist/bench/kernel-xfrm.js         (root only: needs netns + XFRM)
  *   handshake     node dist/bench/handshake.js --k 50 --seconds 1   (root only)
  *   handshake-v1  node dist/bench/handshake-v1.js --k 20 --seconds 1   (root only; IKEv1 Main + Quick Mode)
+ *   teardown      node dist/bench/teardown.js --n 200,800 --runs 1   (mass teardown cost per pair)
  *
  * Extra arguments are passed to the handshake bench (e.g. `-- --k 100,500`).
  * Exits non-zero if any bench failed.
@@ -33,6 +34,7 @@ const benches: { name: string; args: string[]; needsRoot: boolean }[] = [
     args: [join(HERE, 'handshake-v1.js'), '--k', '20', '--seconds', '1'],
     needsRoot: true,
   },
+  { name: 'teardown', args: [join(HERE, 'teardown.js'), '--n', '200,800', '--runs', '1'], needsRoot: false },
 ];
 
 const failed: string[] = [];

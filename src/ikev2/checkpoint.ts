@@ -30,6 +30,8 @@ export interface ManagerInternals {
   uidSeq: number;
   nextReqid: number;
   bumpCounters(uid: number, reqid: number): void;
+  /** A reqid from the checkpoint goes back to its peer's child (and into the owner index). */
+  adoptReqid(peer: string, child: string, reqid: number): void;
   /** Registers a rebuilt SA in the SPI table. */
   adopt(sa: IkeSa): void;
   halfOpen(): number;
@@ -384,7 +386,7 @@ async function rebuild(
   let maxUid = cp.uidSeq;
   let maxReqid = cp.nextReqid;
   for (const r of cp.reqids) {
-    int.peers.get(r.peer)?.reqids.set(r.child, r.reqid);
+    int.adoptReqid(r.peer, r.child, r.reqid);
     maxReqid = Math.max(maxReqid, r.reqid + 1);
   }
   for (const name of cp.contacted) if (int.peers.has(name)) int.contacted.add(name);

@@ -783,6 +783,7 @@ export class Ikev2Manager implements IkeSaHost {
         this.uidSeq = Math.max(this.uidSeq, uid);
         this.sup.nextReqid = Math.max(this.sup.nextReqid, reqid);
       },
+      adoptReqid: (peer, child, reqid) => this.sup.adoptReqid(peer, child, reqid),
       adopt: (sa) => this.wire(sa),
       halfOpen: () => this.halfOpen.size,
       setAcceptingInit: (on) => {

@@ -16,6 +16,8 @@ interface Entry {
   trap: boolean;
   /** Set by an exact trap (reload): the only selectors left once no Child SA holds the reqid. */
   exact?: Set<string>;
+  /** Creation order: of several other owners of a selector, the oldest entry's policy goes back in. */
+  seq: number;
 }
 
 /**
@@ -25,6 +27,13 @@ interface Entry {
  */
 export class PolicyBook {
   private readonly entries = new Map<number, Entry>();
+  /**
+   * The entries (in `entries`) holding each selector key: `ownedElsewhere` asks this once
+   * per removed policy, so tearing down K pairs costs O(K), not O(K²) (it was a scan of
+   * every entry per policy).
+   */
+  private readonly bySelector = new Map<string, Set<Entry>>();
+  private entrySeq = 0;
 
   /**
    * `priorityBase` places coati's policies in the kernel backend's owned
@@ -42,10 +51,34 @@ export class PolicyBook {
   private entry(reqid: number): Entry {
     let e = this.entries.get(reqid);
     if (!e) {
-      e = { policies: new Map(), holders: new Map(), trap: false };
+      e = { policies: new Map(), holders: new Map(), trap: false, seq: this.entrySeq++ };
       this.entries.set(reqid, e);
     }
     return e;
+  }
+
+  /** Records (or replaces) an entry's policy for a selector key, keeping `bySelector` in step. */
+  private put(e: Entry, k: string, p: PolicySpec): void {
+    e.policies.set(k, p);
+    let owners = this.bySelector.get(k);
+    if (!owners) {
+      owners = new Set();
+      this.bySelector.set(k, owners);
+    }
+    owners.add(e);
+  }
+
+  private unindex(e: Entry, k: string): void {
+    const owners = this.bySelector.get(k);
+    if (!owners) return;
+    owners.delete(e);
+    if (owners.size === 0) this.bySelector.delete(k);
+  }
+
+  /** The entry leaves `entries` (its policies stay on it for the caller to remove). */
+  private drop(reqid: number, e: Entry): void {
+    this.entries.delete(reqid);
+    for (const k of e.policies.keys()) this.unindex(e, k);
   }
 
   /** Installs (or refreshes) policies for a holder; existing identical selectors are updated in place. */
@@ -57,7 +90,7 @@ export class PolicyBook {
       const k = key(p);
       if (e.policies.has(k)) await this.kernel.updatePolicy(p);
       else await this.addOrTakeOver(p);
-      e.policies.set(k, p);
+      this.put(e, k, p);
     }
   }
 
@@ -88,7 +121,7 @@ export class PolicyBook {
       const k = key(p);
       if (!e.policies.has(k)) {
         await this.addOrTakeOver(p);
-        e.policies.set(k, p);
+        this.put(e, k, p);
       }
     }
     if (!opts.exact) return;
@@ -106,6 +139,7 @@ export class PolicyBook {
     for (const [k, p] of [...e.policies]) {
       if (trap.has(k) || [...e.holders.values()].some((held) => held.has(k))) continue;
       e.policies.delete(k);
+      this.unindex(e, k);
       if (await this.ownedElsewhere(k, e)) continue;
       try {
         await this.kernel.deletePolicy({ selector: p.selector, dir: p.dir, ...(p.mark ? { mark: p.mark } : {}) });
@@ -156,7 +190,7 @@ export class PolicyBook {
   }
 
   private async removeAll(reqid: number, e: Entry): Promise<void> {
-    this.entries.delete(reqid);
+    this.drop(reqid, e);
     for (const [k, p] of e.policies) {
       if (await this.ownedElsewhere(k, e)) continue;
       try {
@@ -174,18 +208,17 @@ export class PolicyBook {
    * the kernel gets the remaining owner's version of it.
    */
   private async ownedElsewhere(k: string, e: Entry): Promise<boolean> {
-    for (const o of this.entries.values()) {
-      const mine = o !== e ? o.policies.get(k) : undefined;
-      if (!mine) continue;
-      // The kernel's policy may still carry the leaving entry's template: the owner's goes back in.
-      try {
-        await this.kernel.updatePolicy(mine);
-      } catch {
-        // Gone meanwhile (an operator or a flush): the owner's next install adds it.
-      }
-      return true;
+    let owner: Entry | undefined;
+    for (const o of this.bySelector.get(k) ?? []) if (o !== e && (!owner || o.seq < owner.seq)) owner = o;
+    const mine = owner?.policies.get(k);
+    if (!mine) return false;
+    // The kernel's policy may still carry the leaving entry's template: the owner's goes back in.
+    try {
+      await this.kernel.updatePolicy(mine);
+    } catch {
+      // Gone meanwhile (an operator or a flush): the owner's next install adds it.
     }
-    return false;
+    return true;
   }
 
   /**
@@ -197,7 +230,7 @@ export class PolicyBook {
     if (opts.holder !== undefined)
       e.holders.set(opts.holder, new Set([...(e.holders.get(opts.holder) ?? []), ...banded.map(key)]));
     if (opts.trap) e.trap = true;
-    for (const p of banded) e.policies.set(key(p), { ...p });
+    for (const p of banded) this.put(e, key(p), { ...p });
   }
 
   /** Policies currently held, for status and checkpoints. */

@@ -47,6 +47,12 @@ export class PeerSupervisor {
   /** Peers we completed an SA with (no INITIAL_CONTACT to them any more). */
   readonly contacted = new Set<string>();
   nextReqid: number;
+  /**
+   * Which peer each reqid was handed to (`reqidFor`, `adoptReqid`): `ownerOf` runs for every
+   * Child SA that goes (the policy book's retainer) and for every ACQUIRE, and was a scan of
+   * every peer's reqids, O(K) per call.
+   */
+  private readonly reqidOwners = new Map<number, string>();
 
   constructor(
     private readonly m: SupervisedManager,
@@ -83,6 +89,9 @@ export class PeerSupervisor {
 
   /** Forgets a removed peer (its SAs already deleted and its traps removed: `untrapAll`). */
   forget(name: string): void {
+    const rt = this.peers.get(name);
+    if (rt)
+      for (const reqid of rt.reqids.values()) if (this.reqidOwners.get(reqid) === name) this.reqidOwners.delete(reqid);
     this.peers.delete(name);
   }
 
@@ -93,16 +102,30 @@ export class PeerSupervisor {
 
   /** The peer that owns this reqid. */
   ownerOf(reqid: number): PeerRuntime | undefined {
-    return [...this.peers.values()].find((p) => [...p.reqids.values()].includes(reqid));
+    const name = this.reqidOwners.get(reqid);
+    const rt = name === undefined ? undefined : this.peers.get(name);
+    if (!rt) return undefined;
+    for (const r of rt.reqids.values()) if (r === reqid) return rt;
+    return undefined;
+  }
+
+  /** A reqid a predecessor handed out (checkpoint restore): the peer keeps it for the child. */
+  adoptReqid(peer: string, child: string, reqid: number): void {
+    const rt = this.peers.get(peer);
+    if (!rt) return;
+    rt.reqids.set(child, reqid);
+    this.reqidOwners.set(reqid, peer);
   }
 
   /** The peer's reqid for a child, stable for the peer's lifetime (a fresh one for an unknown peer). */
   reqidFor(peer: string, child: string): number {
-    const map = this.peers.get(peer)?.reqids ?? new Map<string, number>();
+    const rt = this.peers.get(peer);
+    const map = rt?.reqids ?? new Map<string, number>();
     let r = map.get(child);
     if (r === undefined) {
       r = this.nextReqid++;
       map.set(child, r);
+      if (rt) this.reqidOwners.set(r, peer);
     }
     return r;
   }

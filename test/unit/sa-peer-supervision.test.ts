@@ -84,6 +84,34 @@ describe('PeerSupervisor', () => {
     expect(h.sup.peers.get('a')?.policy.remoteAddress).toBe('192.0.2.9');
   });
 
+  it('knows the owner of each reqid it handed out or adopted, and forgets a removed peer’s', () => {
+    const h = harness();
+    h.sup.setPolicy(policy('a', '192.0.2.2'));
+    h.sup.setPolicy(policy('b', '192.0.2.3'));
+    const ra = h.sup.reqidFor('a', 'host');
+    const ra2 = h.sup.reqidFor('a', 'net');
+    // A checkpoint's reqid for b (a predecessor handed it out).
+    h.sup.adoptReqid('b', 'host', 0xc0a70177);
+    h.sup.adoptReqid('nobody', 'host', 0xc0a70178);
+    expect(h.sup.ownerOf(ra)?.policy.name).toBe('a');
+    expect(h.sup.ownerOf(ra2)?.policy.name).toBe('a');
+    expect(h.sup.ownerOf(0xc0a70177)?.policy.name).toBe('b');
+    expect(h.sup.reqidFor('b', 'host')).toBe(0xc0a70177);
+    expect(h.sup.ownerOf(0xc0a70178)).toBeUndefined();
+    // A reqid for an unknown peer is fresh and owned by nobody.
+    const stray = h.sup.reqidFor('nobody', 'host');
+    expect(h.sup.ownerOf(stray)).toBeUndefined();
+    h.sup.forget('a');
+    expect(h.sup.ownerOf(ra)).toBeUndefined();
+    expect(h.sup.ownerOf(ra2)).toBeUndefined();
+    // Re-added under the same name: a fresh runtime, new reqids; the old ones stay unowned.
+    h.sup.setPolicy(policy('a', '192.0.2.2'));
+    const again = h.sup.reqidFor('a', 'host');
+    expect(again).not.toBe(ra);
+    expect(h.sup.ownerOf(again)?.policy.name).toBe('a');
+    expect(h.sup.ownerOf(ra)).toBeUndefined();
+  });
+
   it('refuses unknown peers and peers of the other version', () => {
     const h = harness();
     h.sup.setPolicy(policy('v1', '192.0.2.2', { version: 1 }));
