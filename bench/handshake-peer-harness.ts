@@ -167,7 +167,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
   let cpuStart: NodeJS.CpuUsage = { user: 0, system: 0 };
   let finished = false;
   let deadline: NodeJS.Timeout | undefined;
-  let heapProf: ReturnType<typeof startHeapSampling> | undefined;
+  let windowProfs: ReturnType<typeof startWindowProfiler>[] = [];
   /** The warm-up in progress: how many handshakes complete it; the initiator's wait for its current batch. */
   let warming: { target: number; timer: NodeJS.Timeout; batch?: { upTo: number; done: () => void } } | undefined;
 
@@ -229,7 +229,7 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
     finished = true;
     const elapsedMs = performance.now() - startAt;
     const cpu = process.cpuUsage(cpuStart);
-    if (heapProf) await heapProf.stop(setup.role);
+    for (const p of windowProfs) await p.stop(setup.role);
     if (deadline) clearTimeout(deadline);
     const done: PeerDone = {
       type: 'done',
@@ -333,7 +333,11 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
         if (!setup || !manager) return;
         const s = setup;
         const mgr = manager;
-        if (process.env.COATI_BENCH_HEAPPROF) heapProf = startHeapSampling(process.env.COATI_BENCH_HEAPPROF);
+        windowProfs = [];
+        if (process.env.COATI_BENCH_HEAPPROF)
+          windowProfs.push(startWindowProfiler('heap', process.env.COATI_BENCH_HEAPPROF));
+        if (process.env.COATI_BENCH_CPUPROF)
+          windowProfs.push(startWindowProfiler('cpu', process.env.COATI_BENCH_CPUPROF));
         cpuStart = process.cpuUsage();
         startAt = performance.now();
         deadline = setTimeout(() => void finish(true), s.deadlineMs);
@@ -367,26 +371,35 @@ export function runPeer<C extends PeerCounters>(spec: PeerSpec<C>): void {
 }
 
 /**
- * Allocation sampling over the measured window (COATI_BENCH_HEAPPROF=<dir>): every
- * sampled allocation, including what the young and old generation GCs collected, so
- * the profile shows where the garbage comes from. Written as <dir>/<role>.heapprofile.
+ * Profilers over the measured window only (the whole-process `--profile` also holds
+ * start-up, the warm-up and its cooldown):
+ * - COATI_BENCH_HEAPPROF=<dir>: allocation sampling, every sampled allocation including
+ *   what the young and old generation GCs collected, so the profile shows where the
+ *   garbage comes from. Written as <dir>/<role>.heapprofile.
+ * - COATI_BENCH_CPUPROF=<dir>: CPU sampling every 100 µs. Written as
+ *   <dir>/<role>.cpuprofile (read it with bench/profile-summary.ts).
  */
-function startHeapSampling(dir: string): { stop(role: string): Promise<void> } {
+function startWindowProfiler(kind: 'heap' | 'cpu', dir: string): { stop(role: string): Promise<void> } {
   const session = new Session();
   session.connect();
   const post = (method: string, params?: object) =>
     new Promise<unknown>((res, rej) => session.post(method, params ?? {}, (err, r) => (err ? rej(err) : res(r))));
-  const started = post('HeapProfiler.startSampling', {
-    samplingInterval: 1024,
-    includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
-  });
+  const started =
+    kind === 'heap'
+      ? post('HeapProfiler.startSampling', {
+          samplingInterval: 1024,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        })
+      : post('Profiler.enable')
+          .then(() => post('Profiler.setSamplingInterval', { interval: 100 }))
+          .then(() => post('Profiler.start'));
   return {
     async stop(role) {
       await started;
-      const r = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+      const r = (await post(kind === 'heap' ? 'HeapProfiler.stopSampling' : 'Profiler.stop')) as { profile: unknown };
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `${role}.heapprofile`), JSON.stringify(r.profile));
+      writeFileSync(join(dir, `${role}.${kind === 'heap' ? 'heapprofile' : 'cpuprofile'}`), JSON.stringify(r.profile));
       session.disconnect();
     },
   };
