@@ -2,7 +2,7 @@ import type { KeyExchange } from '../crypto/dh.js';
 import type { IkeSaKeys } from '../crypto/ikev2/keys.js';
 import type { Identity } from '../sa/identity.js';
 import * as common from '../sa/ike-sa-common.js';
-import type { PeerPolicy } from '../sa/policy.js';
+import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec, IkeSuite } from '../sa/proposal.js';
 import { type ChildState, type IkeState, transitionIke } from '../sa/state.js';
 import { type Timer, withJitter } from '../util/clock.js';
@@ -47,6 +47,12 @@ export interface IkeSaHost {
   onDestroyed(sa: IkeSa): void;
   /** A new IKE SA replaces `old` (IKE SA rekey). */
   onRekeyed(old: IkeSa, fresh: IkeSa): void;
+  /**
+   * We refused the peer's answer to our rekey of `sa` (not an error notify): the peer may
+   * have moved to an IKE SA we do not have and refuse further work on this one. A fresh IKE
+   * SA replaces it, make before break.
+   */
+  onRekeyAnswerRefused?(sa: IkeSa): void;
   /** Whether INITIAL_CONTACT should accompany the first IKE SA to this peer. */
   wantsInitialContact(peer: PeerPolicy): boolean;
   /** An RFC 6311 IKEV2_MESSAGE_ID_SYNC request (message ID 0) arrived; the host answers it. */
@@ -642,12 +648,12 @@ export class IkeSa {
         }
         if (peerNew) return; // the peer's rekey replaced it; it deletes the old pair
         if (old.state === 'rekeying') this.transitionChild(old, 'installed', `rekey failed: ${r.message}`);
+        if (r.code === 'CHILD_SA_NOT_FOUND' && old.state === 'installed') {
+          this.replaceLostChild(old, policy);
+          return;
+        }
         // Retry later, before the hard expiry.
-        const retryIn = Math.min(30_000, Math.max(1000, (old.expireAt - this.env.clock.now()) / 4));
-        old.timers.rekey?.cancel();
-        old.timers.rekey = this.env.clock.setTimer(retryIn * (0.5 + this.env.rand01() / 2), () => {
-          void this.queue.run(() => this.rekeyChild(old));
-        });
+        this.retryChildRekey(old);
       }),
     );
   }
@@ -674,6 +680,67 @@ export class IkeSa {
       return;
     }
     if (old.state !== 'deleting' && old.state !== 'destroyed') void this.tm.enqueue(new DeleteChildTask(this, [old]));
+  }
+
+  /**
+   * `gone` (a Child SA the peer's rekey made) was deleted by the peer before it deleted the
+   * pair it replaced: the peer did not take our response (RFC 7296 1.3.3 leaves the old pair
+   * in place until the rekey's initiator deletes it). The old pair is the current one again,
+   * with its timers, so the peer's next rekey of it is accepted instead of CHILD_SA_NOT_FOUND.
+   */
+  restoreReplaced(gone: ChildSa): void {
+    for (const o of this.children.values()) {
+      if (o.replacedBy !== gone.uid || o.state !== 'rekeyed') continue;
+      delete o.replacedBy;
+      this.transitionChild(o, 'installed', 'its replacement was deleted by the peer');
+      this.scheduleChildTimers(o);
+    }
+  }
+
+  /**
+   * RFC 7296 2.25: the peer answered CHILD_SA_NOT_FOUND to our rekey of `old`, so it holds no
+   * such pair. A new Child SA of the same configuration is made from scratch (unless another
+   * one already carries traffic), and `old` is deleted once it is up: retrying the rekey, as
+   * before, failed the same way until `old` expired, with the peer's half of the traffic lost.
+   */
+  private replaceLostChild(old: ChildSa, policy: ChildPolicy): void {
+    const sibling = [...this.children.values()].some(
+      (c) => c !== old && c.name === old.name && (c.state === 'installed' || c.state === 'rekeying'),
+    );
+    if (sibling) {
+      void this.tm.enqueue(new DeleteChildTask(this, [old]));
+      return;
+    }
+    void this.tm.enqueue(
+      new CreateChildTask(this, policy, undefined, (r) => {
+        if (!r.ok) {
+          this.env.emit({
+            type: 'child.failed',
+            peer: this.peerName,
+            child: old.name,
+            code: r.code,
+            reason: r.message,
+          });
+          this.retryChildRekey(old);
+          return;
+        }
+        if (old.state === 'installed' || old.state === 'rekeying')
+          this.transitionChild(old, 'rekeyed', 'replaced: the peer did not know it');
+        old.replacedBy = r.child.uid;
+        if (old.state !== 'deleting' && old.state !== 'destroyed')
+          void this.tm.enqueue(new DeleteChildTask(this, [old]));
+      }),
+    );
+  }
+
+  /** A failed rekey of `old` is tried again later, before its hard expiry. */
+  private retryChildRekey(old: ChildSa): void {
+    if (old.state !== 'installed') return;
+    const retryIn = Math.min(30_000, Math.max(1000, (old.expireAt - this.env.clock.now()) / 4));
+    old.timers.rekey?.cancel();
+    old.timers.rekey = this.env.clock.setTimer(retryIn * (0.5 + this.env.rand01() / 2), () => {
+      void this.queue.run(() => this.rekeyChild(old));
+    });
   }
 
   /** Refusal for a peer's rekey of `c`, or undefined to accept it. */

@@ -457,6 +457,31 @@ export class Ikev2Manager implements IkeSaHost {
   }
 
   /**
+   * We refused the peer's answer to our IKE SA rekey: the peer may have moved to the new
+   * IKE SA and answer TEMPORARY_FAILURE to anything on this one from now on (its old SA is
+   * rekeyed, waiting for our Delete). Retrying the rekey would fail the same way, and the
+   * duplicate rule could even keep this SA over the one the peer makes when it finds its
+   * new SA unknown to us. A fresh IKE SA with INITIAL_CONTACT replaces it, make before break.
+   */
+  onRekeyAnswerRefused(sa: IkeSa): void {
+    const name = sa.peer?.name;
+    if (!name || sa.retiring || this.refusing) return;
+    this.env.log.warn('IKE SA rekey answer refused: replacing the IKE SA', { peer: name, sa: sa.label });
+    // With INITIAL_CONTACT: the peer then drops every other IKE SA it has with us, including
+    // the one its side of the refused rekey made, which we never had (left alone, its duplicate
+    // rule could even keep that one over the fresh SA).
+    this.sup.contacted.delete(name);
+    // A moment later, so the peer sees the new SA start after the one it made for the rekey
+    // (INITIAL_CONTACT only drops IKE SAs that predate the new one).
+    this.env.clock.setTimer(250 + Math.floor(this.env.rand01() * 250), () => {
+      if (sa.state === 'destroyed' || sa.retiring || this.refusing) return;
+      this.replace(name).catch((err: unknown) =>
+        this.env.log.warn('replacing the IKE SA failed', { peer: name, error: String(err) }),
+      );
+    });
+  }
+
+  /**
    * Make before break (a changed peer configuration): a new IKE SA with the
    * current policy is negotiated; the old SAs are deleted once it is up. Old
    * SAs are marked retiring so the duplicate rule never keeps one of them

@@ -41,7 +41,8 @@ const CHILD_ALLOWED: Record<ChildState, readonly ChildState[]> = {
   creating: ['installed', 'destroyed'],
   installed: ['rekeying', 'rekeyed', 'deleting', 'destroyed'],
   rekeying: ['installed', 'rekeyed', 'deleting', 'destroyed'],
-  rekeyed: ['deleting', 'destroyed'],
+  // installed again: the peer deleted the pair that replaced it (it refused our answer to its rekey).
+  rekeyed: ['installed', 'deleting', 'destroyed'],
   deleting: ['destroyed'],
   destroyed: [],
 };

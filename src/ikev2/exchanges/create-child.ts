@@ -11,6 +11,7 @@ import type { IkeSa } from '../ike-sa.js';
 import { errorNotify, findNotify, N, P, selectorsOf, spiBytes } from '../payloads.js';
 import type { InboundMessage, InitiatorTask, OutboundMessage, TaskOutcome } from '../task-manager.js';
 import { notifyCode } from './ike-init.js';
+import { DeleteRefusedChildTask } from './informational.js';
 
 const NONCE_BYTES = 32;
 
@@ -389,6 +390,8 @@ export class CreateChildTask implements InitiatorTask<Payload> {
     const offer = this.offer;
     if (!offer) return { kind: 'failed', reason: 'no offer' };
     const res = await completeChild(this.sa, offer, msg.payloads, false);
+    // Refused a response that was not an error: the peer may have made a pair for it.
+    if (!res.ok && !errorNotify(msg.payloads)) void this.sa.tm.enqueue(new DeleteRefusedChildTask([offer.spiIn]));
     this.done(res);
     return res.ok ? { kind: 'done' } : { kind: 'failed', reason: res.message };
   }

@@ -17,6 +17,7 @@ import {
 } from './auth-pubkey.js';
 import { type ChildOffer, completeChild, proposeChild, respondChild } from './create-child.js';
 import { notifyCode } from './ike-init.js';
+import { DeleteRefusedChildTask } from './informational.js';
 
 /** Octets each side signs or MACs (RFC 7296 2.15). */
 function octets(sa: IkeSa, forInitiator: boolean, id: { idType: number; data: Buffer }): Buffer {
@@ -126,6 +127,8 @@ export class IkeAuthTask implements InitiatorTask<Payload> {
     sa.markEstablished(false);
     if (this.offer) {
       const res = await completeChild(sa, this.offer, msg.payloads, true);
+      // Refused a response that was not an error: the peer may have made a pair for it.
+      if (!res.ok && !errorNotify(msg.payloads)) void sa.tm.enqueue(new DeleteRefusedChildTask([this.offer.spiIn]));
       if (!res.ok)
         sa.env.emit({
           type: 'child.failed',

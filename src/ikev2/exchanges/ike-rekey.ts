@@ -116,21 +116,27 @@ export class IkeRekeyTask implements InitiatorTask<Payload> {
     };
     const err = errorNotify(msg.payloads);
     if (err) return fail(`peer refused: ${notifyCode(err.notifyType)}`);
+    // Not an error: the peer took the rekey and may already use a new IKE SA we will not have.
+    const refuse = (why: string): TaskOutcome => {
+      const out = fail(why);
+      sa.host.onRekeyAnswerRefused?.(sa);
+      return out;
+    };
     const saP = msg.payloads.find(isSa);
     const answer = saP?.proposals[0];
     const nonce = msg.payloads.find(isNonce);
     const ke = msg.payloads.find(isKe);
     if (saP?.proposals.length !== 1 || !answer || answer.spi.length !== 8 || !nonce || !ke || !this.ke) {
-      return fail('malformed IKE rekey response');
+      return refuse('malformed IKE rekey response');
     }
     const suite = acceptedIkeSuite(answer, sa.peer?.ikeProposals ?? []);
     if (!suite || suite.ke !== ke.group || ke.group !== this.ke.group)
-      return fail('peer chose a proposal we did not offer');
+      return refuse('peer chose a proposal we did not offer');
     let shared: Buffer;
     try {
       shared = this.ke.computeShared(ke.data);
     } catch (e) {
-      return fail(e instanceof Error ? e.message : String(e));
+      return refuse(e instanceof Error ? e.message : String(e));
     }
     const n = { ni: this.ni, nr: nonce.data, spiI: this.spiI, spiR: answer.spi };
     const fresh = spawn(sa, 'initiator', suite, deriveKeys(sa, suite, { ...n, shared }), n);

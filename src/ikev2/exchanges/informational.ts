@@ -53,6 +53,28 @@ export class DeleteChildTask implements InitiatorTask<Payload> {
   }
 }
 
+/**
+ * Deletes a pair the peer made in an exchange whose response we refused (a Child SA we
+ * never installed): a Delete naming the inbound SPI we offered, so the peer removes the
+ * pair it keyed to it (RFC 7296 1.4.1: it finds its pair by our SPI). A peer that made
+ * nothing ignores the unknown SPI.
+ */
+export class DeleteRefusedChildTask implements InitiatorTask<Payload> {
+  readonly name: string;
+  constructor(private readonly spis: number[]) {
+    this.name = `child-delete-refused:${spis.join(',')}`;
+  }
+  build(): OutboundMessage<Payload> {
+    return { exchange: EXCHANGE.INFORMATIONAL, payloads: [P.deleteEsp(this.spis)] };
+  }
+  onResponse(): TaskOutcome {
+    return { kind: 'done' };
+  }
+  onAbort(): void {
+    // Nothing of ours to remove: the peer's pair expires on its own if the Delete never arrives.
+  }
+}
+
 /** Deletes the whole IKE SA (and with it every Child SA). */
 export class DeleteIkeTask implements InitiatorTask<Payload> {
   readonly name = 'ike-delete';
@@ -97,6 +119,8 @@ export async function respondInformational(sa: IkeSa, msg: InboundMessage<Payloa
       // If we are deleting it too (simultaneous delete), it is not included in our answer (RFC 7296 1.4.1).
       if (child.state !== 'deleting') ours.push(child.spiIn);
       await sa.removeChild(child, 'deleted by peer');
+      // The peer refused our answer to its rekey: the pair it replaced carries traffic again.
+      sa.restoreReplaced(child);
     }
   }
   if (ours.length) out.push(P.deleteEsp(ours));
