@@ -38,7 +38,7 @@ import {
   encodePayloadChain,
   type Payload,
 } from '../../src/wire/ikev2/index.js';
-import { Mesh, type Node, peerPolicy, type Wire } from '../helpers/ike-pair.js';
+import { Mesh, mulberry32, type Node, peerPolicy, type Wire } from '../helpers/ike-pair.js';
 import { openSent, sealAs } from '../helpers/ikev2-tamper.js';
 
 const CASES = Number(process.env.COATI_FUZZ_CASES ?? '') || 450;
@@ -72,14 +72,7 @@ const TARGETS = [
 type Target = (typeof TARGETS)[number];
 
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number): number => Math.floor(next() * n);
   return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
 }
