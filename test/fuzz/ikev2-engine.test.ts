@@ -9,7 +9,8 @@
  * exchange). The message is re-encrypted with the sender's keys, so the receiver sees a
  * valid SK payload.
  *
- * Each case: two engines, a and b; one IKE SA with a Child SA; one message mutated; then
+ * Each case: two engines, a and b; one IKE SA with a Child SA (AES-GCM + X25519 in transport
+ * or tunnel mode, or AES-CBC + HMAC + MODP-2048 with PFS, in turn); one message mutated; then
  * 120 s of retransmissions, timeouts and liveness. It checks that:
  * - the re-encryption was right: no mutated message died at the integrity check (except
  *   after a mutated IKE_SA_INIT or IKE SA rekey, whose changed KE or nonce legitimately
@@ -31,6 +32,7 @@
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { IkeSa } from '../../src/ikev2/ike-sa.js';
+import type { PeerPolicy } from '../../src/sa/policy.js';
 import {
   decodeMessage,
   EXCHANGE,
@@ -38,7 +40,17 @@ import {
   encodePayloadChain,
   type Payload,
 } from '../../src/wire/ikev2/index.js';
-import { Mesh, mulberry32, type Node, peerPolicy, type Wire } from '../helpers/ike-pair.js';
+import {
+  ESP_CBC,
+  ESP_GCM,
+  IKE_CBC_MODP,
+  IKE_GCM_X25519,
+  Mesh,
+  mulberry32,
+  type Node,
+  peerPolicy,
+  type Wire,
+} from '../helpers/ike-pair.js';
 import { openSent, sealAs } from '../helpers/ikev2-tamper.js';
 
 const CASES = Number(process.env.COATI_FUZZ_CASES ?? '') || 450;
@@ -70,6 +82,17 @@ const TARGETS = [
   'delete-ike-req',
 ] as const;
 type Target = (typeof TARGETS)[number];
+
+/**
+ * Suites and modes, taken in turn by each round of targets: the second has a separate
+ * INTEG transform (AES-CBC + HMAC) and PFS in CREATE_CHILD_SA (a KE payload in every Child
+ * SA exchange to mutate), the third tunnel mode.
+ */
+const VARIANTS = [
+  { name: 'gcm-x25519/transport', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'transport' },
+  { name: 'cbc-modp2048-pfs/transport', ike: IKE_CBC_MODP, esp: ESP_CBC, mode: 'transport' },
+  { name: 'gcm-x25519/tunnel', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'tunnel' },
+] as const;
 
 function prng(seed: number) {
   const next = mulberry32(seed);
@@ -249,15 +272,21 @@ function escaped(node: Node): string[] {
 const isResponse = (d: Buffer) => ((d[19] ?? 0) & 0x20) !== 0;
 const exchangeOf = (d: Buffer) => d[18];
 
-async function runCase(seed: number, target: Target): Promise<{ how: string; problems: string[]; drops: string[] }> {
+async function runCase(
+  seed: number,
+  target: Target,
+  variant: number,
+): Promise<{ how: string; problems: string[]; drops: string[]; variantSeen: boolean }> {
   const rng = prng(seed);
   const m = new Mesh(seed);
   const a = m.add('a', '10.0.0.1');
   const b = m.add('b', '10.0.0.2');
   // Child SAs rekey after about 8 minutes and expire after 10 (see HEAL_MS).
-  const child = { lifetimeMs: 600_000, rekeyMarginMs: 120_000 };
-  a.manager.setPeer(peerPolicy(a, b, { start: 'none', dpdAction: 'clear' }, child));
-  b.manager.setPeer(peerPolicy(b, a, { start: 'none', dpdAction: 'clear' }, child));
+  const v = VARIANTS[variant]!;
+  const child = { lifetimeMs: 600_000, rekeyMarginMs: 120_000, mode: v.mode, espProposals: [v.esp] };
+  const over: Partial<PeerPolicy> = { start: 'none', dpdAction: 'clear', ikeProposals: [v.ike] };
+  a.manager.setPeer(peerPolicy(a, b, over, child));
+  b.manager.setPeer(peerPolicy(b, a, over, child));
 
   const wantExchange: Record<string, number> = {
     init: EXCHANGE.IKE_SA_INIT,
@@ -290,6 +319,13 @@ async function runCase(seed: number, target: Target): Promise<{ how: string; pro
 
   await a.manager.initiate('b').catch(() => {});
   await m.settle();
+  // The variant is what was negotiated (when the handshake was not the target).
+  const first = a.manager.established('b')[0];
+  const firstChild = childrenOf(first)[0];
+  const variantSeen =
+    first?.suite?.encr.id === v.ike.encr[0]!.id &&
+    firstChild?.suite.encr.id === v.esp.encr[0]!.id &&
+    firstChild.mode === v.mode;
   if (!armed && (target.startsWith('init') || target.startsWith('auth'))) {
     // The handshake itself was the target: let retransmissions and timeouts run.
   } else {
@@ -349,7 +385,7 @@ async function runCase(seed: number, target: Target): Promise<{ how: string; pro
       for (const e of n.events)
         console.log(n.name, JSON.stringify(e, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).slice(0, 300));
   for (const n of [a, b]) await n.manager.close();
-  return { how, problems, drops };
+  return { how, problems, drops, variantSeen };
 }
 
 describe('IKEv2 engine: authenticated mutated messages', () => {
@@ -358,19 +394,25 @@ describe('IKEv2 engine: authenticated mutated messages', () => {
   }, async () => {
     const failures: string[] = [];
     const mutated = new Map<Target, number>();
+    const seen = new Set<number>();
     const only = process.env.COATI_FUZZ_ONLY === undefined ? undefined : Number(process.env.COATI_FUZZ_ONLY);
     for (let i = only ?? 0; i < (only === undefined ? CASES : only + 1); i++) {
       const target = TARGETS[i % TARGETS.length]!;
       const seed = (SEED + i * 7919) >>> 0;
-      const { how, problems, drops } = await runCase(seed, target);
+      const variant = Math.floor(i / TARGETS.length) % VARIANTS.length;
+      const { how, problems, drops, variantSeen } = await runCase(seed, target, variant);
+      if (variantSeen) seen.add(variant);
       if (how !== 'not sent' && !how.startsWith('not mutable')) mutated.set(target, (mutated.get(target) ?? 0) + 1);
       if (process.env.COATI_FUZZ_VERBOSE) console.log(i, target, how, problems.join(' ; '), '::', drops.join(' / '));
-      if (problems.length) failures.push(`case ${i} seed ${seed} ${target} (${how}): ${problems.join('; ')}`);
+      if (problems.length)
+        failures.push(`case ${i} seed ${seed} ${target} ${VARIANTS[variant]!.name} (${how}): ${problems.join('; ')}`);
     }
     if (process.env.COATI_FUZZ_REPORT) writeFileSync(process.env.COATI_FUZZ_REPORT, `${failures.join('\n')}\n`);
     expect(failures).toEqual([]);
     // Every kind of message was actually reached and mutated (the harness is not a no-op).
     for (const t of TARGETS) expect(mutated.get(t) ?? 0, t).toBeGreaterThan(0);
+    // And every suite and mode was negotiated.
+    expect([...seen].sort()).toEqual(VARIANTS.map((_, i) => i));
   });
 
   it('the checks catch what they claim to: an orphan kernel SA is reported', async () => {
