@@ -830,6 +830,14 @@ export class Ikev1Manager implements IsakmpSaHost {
           this.env.emit({ type: 'rekey.completed', peer: sa.peerName, kind: 'child', version: 1 });
           return;
         }
+        this.env.emit({
+          type: 'rekey.failed',
+          peer: sa.peerName,
+          kind: 'child',
+          code: 'QUICK_MODE_FAILED',
+          reason: String(reason),
+          version: 1,
+        });
         if (c.state === 'rekeying') sa.transitionChild(c, 'installed', `rekey failed: ${reason}`);
         const retry = Math.min(30_000, Math.max(1000, (c.expireAt - this.env.clock.now()) / 4));
         c.timers.rekey?.cancel();

@@ -647,6 +647,7 @@ export class IkeSa {
           return;
         }
         if (peerNew) return; // the peer's rekey replaced it; it deletes the old pair
+        this.env.emit({ type: 'rekey.failed', peer: this.peerName, kind: 'child', code: r.code, reason: r.message });
         if (old.state === 'rekeying') this.transitionChild(old, 'installed', `rekey failed: ${r.message}`);
         if (r.code === 'CHILD_SA_NOT_FOUND' && old.state === 'installed') {
           this.replaceLostChild(old, policy);

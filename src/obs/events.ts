@@ -31,6 +31,8 @@ export type CoatiEvent =
   | { type: 'liveness.dead'; peer: string; silentMs: number }
   | { type: 'rekey.started'; peer: string; kind: 'ike' | 'child' }
   | { type: 'rekey.completed'; peer: string; kind: 'ike' | 'child' }
+  /** A rekey we started did not complete (`code`: the peer's error notify, TIMEOUT, or why we refused its answer). */
+  | { type: 'rekey.failed'; peer: string; kind: 'ike' | 'child'; code: string; reason: string }
   | { type: 'retransmit'; peer: string; exchange: string; attempt: number }
   | { type: 'cookie.sent'; addr: string }
   | { type: 'kernel.error'; op: string; code: string; detail?: string }
@@ -52,6 +54,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'liveness.dead',
   'rekey.started',
   'rekey.completed',
+  'rekey.failed',
   'retransmit',
   'cookie.sent',
   'kernel.error',

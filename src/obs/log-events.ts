@@ -66,6 +66,13 @@ export function describeEvent(ev: CoatiEvent): Line {
         msg: `${ev.kind === 'ike' ? 'IKE' : 'Child'} SA rekeyed`,
         bind: { peer: ev.peer },
       };
+    case 'rekey.failed':
+      return {
+        level: 'warn',
+        subsystem: 'ike',
+        msg: `${ev.kind === 'ike' ? 'IKE' : 'Child'} SA rekey failed (${ev.code}): ${ev.reason}`,
+        bind: { peer: ev.peer },
+      };
     case 'retransmit':
       return {
         level: ev.attempt >= 3 ? 'info' : 'debug',

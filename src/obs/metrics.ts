@@ -87,6 +87,12 @@ export class CoatiMetrics {
       labelNames: ['kind', 'phase'],
       registers: r,
     });
+    const rekeyFailures = new Counter({
+      name: 'coati_rekey_failures_total',
+      help: 'Rekeys we started that did not complete, by kind and code (the peer error notify, TIMEOUT, or why we refused its answer)',
+      labelNames: ['kind', 'code'],
+      registers: r,
+    });
     const retransmits = new Counter({
       name: 'coati_retransmits_total',
       help: 'Retransmitted requests',
@@ -168,6 +174,10 @@ export class CoatiMetrics {
       b.on('liveness.dead', () => dead.inc()),
       b.on('rekey.started', (e) => rekeys.inc({ kind: e.kind, phase: 'started' })),
       b.on('rekey.completed', (e) => rekeys.inc({ kind: e.kind, phase: 'completed' })),
+      b.on('rekey.failed', (e) => {
+        rekeys.inc({ kind: e.kind, phase: 'failed' });
+        rekeyFailures.inc({ kind: e.kind, code: e.code });
+      }),
       b.on('retransmit', (e) => retransmits.inc({ exchange: e.exchange })),
       b.on('cookie.sent', () => cookies.inc()),
       b.on('kernel.error', (e) => kernelErrors.inc({ op: e.op, code: e.code })),

@@ -65,6 +65,9 @@ describe('IKEv2: answers we refuse, pairs the peer lost', () => {
     const sb = b.manager.established('a')[0]!;
     expect(childrenOf(sb).map((c) => [c.spiIn, c.spiOut, c.state])).toEqual([[old.spiOut, old.spiIn, 'installed']]);
     expect(b.events.some((e) => e.type === 'child.state' && e.from === 'rekeyed' && e.to === 'installed')).toBe(true);
+    expect(a.events.filter((e) => e.type === 'rekey.failed').map((e) => [e.kind, e.code])).toEqual([
+      ['child', 'NO_PROPOSAL_CHOSEN'],
+    ]);
     expect((await b.kernel.listSas()).map((s) => s.spi).sort()).toEqual([old.spiIn, old.spiOut].sort());
     // a's retry (within 30 s) is a normal rekey now, not CHILD_SA_NOT_FOUND.
     await m.advance(40_000);
@@ -93,6 +96,9 @@ describe('IKEv2: answers we refuse, pairs the peer lost', () => {
     expect(a.events.some((e) => e.type === 'child.state' && String(e.reason).includes('CHILD_SA_NOT_FOUND'))).toBe(
       true,
     );
+    expect(a.events.filter((e) => e.type === 'rekey.failed').map((e) => [e.kind, e.code])).toEqual([
+      ['child', 'CHILD_SA_NOT_FOUND'],
+    ]);
     expect(old.state).toBe('destroyed');
     expect(agreement(a, b)).toEqual({ ikeA: 1, ikeB: 1, sameIke: true, childPairs: true });
     expect(await a.kernel.listSas()).toHaveLength(2);
@@ -123,6 +129,9 @@ describe('IKEv2: answers we refuse, pairs the peer lost', () => {
     await m.settle();
     expect(rewritten).toBe(1);
     expect(b.manager.allSas().some((s) => s.state === 'rekeyed')).toBe(true); // b took the rekey
+    expect(a.events.filter((e) => e.type === 'rekey.failed').map((e) => [e.kind, e.code, e.reason])).toEqual([
+      ['ike', 'REFUSED_ANSWER', 'malformed IKE rekey response'],
+    ]);
     await m.advance(10_000);
     expect(agreement(a, b)).toEqual({ ikeA: 1, ikeB: 1, sameIke: true, childPairs: true });
     expect(sa.state).toBe('destroyed');

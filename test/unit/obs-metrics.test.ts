@@ -24,6 +24,13 @@ function emitSample(bus: EventBus): void {
   bus.emit({ type: 'liveness.sent', peer: 'web3' });
   bus.emit({ type: 'liveness.dead', peer: 'web3', silentMs: 150_000 });
   bus.emit({ type: 'rekey.started', peer: 'web2', kind: 'child' });
+  bus.emit({
+    type: 'rekey.failed',
+    peer: 'web2',
+    kind: 'child',
+    code: 'CHILD_SA_NOT_FOUND',
+    reason: 'peer refused the Child SA',
+  });
   bus.emit({ type: 'retransmit', peer: 'web4', exchange: 'IKE_SA_INIT', attempt: 1 });
   bus.emit({ type: 'cookie.sent', addr: '192.0.2.9' });
   bus.emit({ type: 'kernel.error', op: 'addSa', code: 'EEXIST' });
@@ -58,6 +65,8 @@ describe('Prometheus endpoint', () => {
       'coati_liveness_checks_sent_total 1',
       'coati_dead_peers_total 1',
       'coati_rekeys_total{kind="child",phase="started"} 1',
+      'coati_rekeys_total{kind="child",phase="failed"} 1',
+      'coati_rekey_failures_total{kind="child",code="CHILD_SA_NOT_FOUND"} 1',
       'coati_retransmits_total{exchange="IKE_SA_INIT"} 1',
       'coati_cookies_sent_total 1',
       'coati_kernel_errors_total{op="addSa",code="EEXIST"} 1',

@@ -108,14 +108,15 @@ export class IkeRekeyTask implements InitiatorTask<Payload> {
 
   onResponse(msg: InboundMessage<Payload>): TaskOutcome {
     const sa = this.sa;
-    const fail = (why: string): TaskOutcome => {
+    const fail = (why: string, code = 'REFUSED_ANSWER'): TaskOutcome => {
+      sa.env.emit({ type: 'rekey.failed', peer: sa.peerName, kind: 'ike', code, reason: why });
       if (sa.state === 'rekeying') sa.transition('established', `IKE rekey failed: ${why}`);
       sa.recordError('REKEY_FAILED', why);
       sa.scheduleIkeRekeyRetry();
       return { kind: 'failed', reason: why };
     };
     const err = errorNotify(msg.payloads);
-    if (err) return fail(`peer refused: ${notifyCode(err.notifyType)}`);
+    if (err) return fail(`peer refused: ${notifyCode(err.notifyType)}`, notifyCode(err.notifyType));
     // Not an error: the peer took the rekey and may already use a new IKE SA we will not have.
     const refuse = (why: string): TaskOutcome => {
       const out = fail(why);
@@ -156,7 +157,15 @@ export class IkeRekeyTask implements InitiatorTask<Payload> {
     return { kind: 'done' };
   }
 
-  onAbort(): void {
+  onAbort(reason: 'timeout' | 'destroyed'): void {
+    if (reason === 'timeout')
+      this.sa.env.emit({
+        type: 'rekey.failed',
+        peer: this.sa.peerName,
+        kind: 'ike',
+        code: 'TIMEOUT',
+        reason: 'no answer',
+      });
     if (this.sa.state === 'rekeying') this.sa.transition('established', 'IKE rekey aborted');
   }
 }
