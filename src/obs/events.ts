@@ -31,7 +31,11 @@ export type CoatiEvent =
   | { type: 'liveness.dead'; peer: string; silentMs: number }
   | { type: 'rekey.started'; peer: string; kind: 'ike' | 'child' }
   | { type: 'rekey.completed'; peer: string; kind: 'ike' | 'child' }
-  /** A rekey we started did not complete (`code`: the peer's error notify, TIMEOUT, or why we refused its answer). */
+  /**
+   * A rekey we started did not complete. `code`: the peer's error notify, TIMEOUT, or why we
+   * refused its answer (REFUSED_ANSWER for an IKE SA rekey; for a Child SA, the notify name
+   * that fits, e.g. NO_PROPOSAL_CHOSEN or TS_UNACCEPTABLE; QUICK_MODE_FAILED in IKEv1).
+   */
   | { type: 'rekey.failed'; peer: string; kind: 'ike' | 'child'; code: string; reason: string }
   | { type: 'retransmit'; peer: string; exchange: string; attempt: number }
   | { type: 'cookie.sent'; addr: string }
