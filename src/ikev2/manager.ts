@@ -475,19 +475,19 @@ export class Ikev2Manager implements IkeSaHost {
     // (INITIAL_CONTACT only drops IKE SAs that predate the new one).
     this.env.clock.setTimer(250 + Math.floor(this.env.rand01() * 250), () => {
       if (sa.state === 'destroyed' || sa.retiring || this.refusing) return;
-      this.replace(name).catch((err: unknown) =>
+      this.replace(name, 30_000, 'replaced: the peer took a rekey whose answer we refused').catch((err: unknown) =>
         this.env.log.warn('replacing the IKE SA failed', { peer: name, error: String(err) }),
       );
     });
   }
 
   /**
-   * Make before break (a changed peer configuration): a new IKE SA with the
-   * current policy is negotiated; the old SAs are deleted once it is up. Old
-   * SAs are marked retiring so the duplicate rule never keeps one of them
-   * over the new one.
+   * Make before break (a changed peer configuration, or a refused rekey answer): a new
+   * IKE SA with the current policy is negotiated; the old SAs are deleted (with `reason`)
+   * once it is up. Old SAs are marked retiring so the duplicate rule never keeps one of
+   * them over the new one.
    */
-  async replace(name: string, waitMs = 30_000): Promise<void> {
+  async replace(name: string, waitMs = 30_000, reason = 'replaced after a configuration change'): Promise<void> {
     const old = this.sasOf(name);
     for (const sa of old) sa.retiring = true;
     const fresh = await this.initiate(name);
@@ -506,7 +506,7 @@ export class Ikev2Manager implements IkeSaHost {
       for (const sa of old) sa.retiring = false;
       return;
     }
-    await Promise.all(old.map((sa) => sa.queue.run(() => sa.delete('replaced after a configuration change'))));
+    await Promise.all(old.map((sa) => sa.queue.run(() => sa.delete(reason))));
   }
 
   sasOf(name: string): IkeSa[] {
