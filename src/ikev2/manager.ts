@@ -465,7 +465,11 @@ export class Ikev2Manager implements IkeSaHost {
    */
   onRekeyAnswerRefused(sa: IkeSa): void {
     const name = sa.peer?.name;
-    if (!name || sa.retiring || this.refusing) return;
+    if (sa.retiring || this.refusing) return; // being replaced already, or stopping
+    if (!name) {
+      sa.scheduleIkeRekeyRetry();
+      return;
+    }
     this.env.log.warn('IKE SA rekey answer refused: replacing the IKE SA', { peer: name, sa: sa.label });
     // With INITIAL_CONTACT: the peer then drops every other IKE SA it has with us, including
     // the one its side of the refused rekey made, which we never had (left alone, its duplicate
@@ -475,8 +479,16 @@ export class Ikev2Manager implements IkeSaHost {
     // (INITIAL_CONTACT only drops IKE SAs that predate the new one).
     this.env.clock.setTimer(250 + Math.floor(this.env.rand01() * 250), () => {
       if (sa.state === 'destroyed' || sa.retiring || this.refusing) return;
-      this.replace(name, 30_000, 'replaced: the peer took a rekey whose answer we refused').catch((err: unknown) =>
-        this.env.log.warn('replacing the IKE SA failed', { peer: name, error: String(err) }),
+      // If no fresh SA comes up, the old one is kept (`replace` leaves it) and its rekey retried.
+      const fallBack = () => {
+        if (sa.state === 'established' && !sa.retiring) sa.scheduleIkeRekeyRetry();
+      };
+      this.replace(name, 30_000, 'replaced: the peer took a rekey whose answer we refused').then(
+        fallBack,
+        (err: unknown) => {
+          this.env.log.warn('replacing the IKE SA failed', { peer: name, error: String(err) });
+          fallBack();
+        },
       );
     });
   }

@@ -140,4 +140,34 @@ describe('IKEv2: answers we refuse, pairs the peer lost', () => {
     expect(await a.kernel.listSas()).toHaveLength(2);
     expect(await b.kernel.listSas()).toHaveLength(2);
   });
+  it('an IKE SA rekey answer we refuse, and no fresh IKE SA comes up: the old one stays and its rekey is retried only then', async () => {
+    const { m, a, b } = two();
+    await a.manager.initiate('b');
+    await m.settle();
+    const sa = a.manager.established('b')[0]!;
+    let rewritten = 0;
+    m.filter = (w) => {
+      // The fresh IKE SA never forms: a's IKE_SA_INIT requests are lost from now on.
+      if (rewritten && w.data[18] === EXCHANGE.IKE_SA_INIT && !isResponse(w.data)) return false;
+      if (w.data[18] !== EXCHANGE.CREATE_CHILD_SA || !isResponse(w.data) || w.from.addr !== b.addr || rewritten)
+        return true;
+      const data = rewriteSent(b, w, (ps) => ps.filter((p) => !isKe(p)));
+      if (!data) return true;
+      rewritten++;
+      m.queue.push({ ...w, data });
+      return false;
+    };
+    await sa.queue.run(() => sa.rekeyIke());
+    await m.settle();
+    expect(rewritten).toBe(1);
+    const ikeRekeys = () => a.events.filter((e) => e.type === 'rekey.started' && e.kind === 'ike').length;
+    // While the replacement is being negotiated (up to 30 s), the refused SA is not rekeyed again.
+    await m.advance(29_000);
+    expect(ikeRekeys()).toBe(1);
+    // The replacement gave up: the old SA is kept and its rekey retried.
+    await m.advance(40_000);
+    expect(sa.state === 'established' || sa.state === 'rekeying').toBe(true);
+    expect(sa.retiring).toBe(false);
+    expect(ikeRekeys()).toBeGreaterThanOrEqual(2);
+  });
 });

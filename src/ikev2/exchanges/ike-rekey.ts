@@ -108,19 +108,22 @@ export class IkeRekeyTask implements InitiatorTask<Payload> {
 
   onResponse(msg: InboundMessage<Payload>): TaskOutcome {
     const sa = this.sa;
-    const fail = (why: string, code = 'REFUSED_ANSWER'): TaskOutcome => {
+    const fail = (why: string, code = 'REFUSED_ANSWER', retry = true): TaskOutcome => {
       sa.env.emit({ type: 'rekey.failed', peer: sa.peerName, kind: 'ike', code, reason: why });
       if (sa.state === 'rekeying') sa.transition('established', `IKE rekey failed: ${why}`);
       sa.recordError('REKEY_FAILED', why);
-      sa.scheduleIkeRekeyRetry();
+      if (retry) sa.scheduleIkeRekeyRetry();
       return { kind: 'failed', reason: why };
     };
     const err = errorNotify(msg.payloads);
     if (err) return fail(`peer refused: ${notifyCode(err.notifyType)}`, notifyCode(err.notifyType));
     // Not an error: the peer took the rekey and may already use a new IKE SA we will not have.
+    // The host replaces this SA (a retry here would only meet the peer's TEMPORARY_FAILURE);
+    // without such a host, the rekey is retried.
     const refuse = (why: string): TaskOutcome => {
-      const out = fail(why);
-      sa.host.onRekeyAnswerRefused?.(sa);
+      const out = fail(why, 'REFUSED_ANSWER', false);
+      if (sa.host.onRekeyAnswerRefused) sa.host.onRekeyAnswerRefused(sa);
+      else sa.scheduleIkeRekeyRetry();
       return out;
     };
     const saP = msg.payloads.find(isSa);
