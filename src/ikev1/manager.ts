@@ -454,6 +454,8 @@ export class Ikev1Manager implements IsakmpSaHost {
     void sa.queue.run(async () => {
       if (sa.state === 'destroyed') return;
       const wasUp = sa.isUp;
+      // A phase 1 re-negotiation that did not complete (the old ISAKMP SA stays until its hard lifetime).
+      if (!wasUp && sa.replaces && name) this.renegotiationFailed(name, sa.lastError?.code ?? 'PHASE1_FAILED', reason);
       // Before the SA goes: a lost restart relationship is wanted from here on (its policies stay).
       this.sup.onSaFailed(rt, sa, reason, phase);
       // A timed-out attempt already waited this long for an answer since it last sent.
@@ -492,8 +494,13 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (this.connecting(name).length) return;
     this.env.emit({ type: 'rekey.started', peer: name, kind: 'ike', version: 1 });
     void this.initiate(name, sa).catch((err) =>
-      this.env.log.warn('phase 1 re-negotiation failed', { error: String(err) }),
+      this.renegotiationFailed(name, 'INITIATION_FAILED', err instanceof Error ? err.message : String(err)),
     );
+  }
+
+  /** `rekey.failed` for a phase 1 re-negotiation we started (logged at warn by the daemon's event log). */
+  private renegotiationFailed(peer: string, code: string, reason: string): void {
+    this.env.emit({ type: 'rekey.failed', peer, kind: 'ike', version: 1, code, reason });
   }
 
   onDestroyed(sa: IsakmpSa): void {

@@ -92,6 +92,31 @@ describe('IKEv1 rekeying', () => {
   });
 });
 
+describe('IKEv1 phase 1 re-negotiation that fails', () => {
+  it('is a rekey.failed (Main Mode goes unanswered); the old ISAKMP SA and phase 2 stay', async () => {
+    const { m, a, b } = setup({ ikeLifetimeMs: 900_000, rekeyMarginMs: 200_000, rekeyJitter: 0, dpdDelayMs: 0 });
+    await a.manager.initiate('b');
+    await m.settle();
+    const [oldA] = a.manager.established('b');
+    // From now on every new Main Mode (its first message, from either side) is lost.
+    m.filter = (w) => !(w.data[18] === 2 && w.data.subarray(8, 16).every((x) => x === 0));
+    // a re-negotiates at 700 s, b at 800 s; each Main Mode 1 is given up about 63 s later; the hard
+    // lifetime is 900 s.
+    await m.advance(880_000, 1000);
+    const started = a.events.filter((e) => e.type === 'rekey.started' && e.kind === 'ike');
+    const failed = a.events.filter((e) => e.type === 'rekey.failed');
+    expect(started.length).toBeGreaterThanOrEqual(1);
+    expect(failed[0]).toMatchObject({ type: 'rekey.failed', kind: 'ike', peer: 'b', code: 'TIMEOUT' });
+    expect(String((failed[0] as { reason?: unknown } | undefined)?.reason)).toMatch(/main-mode timed out/);
+    expect(a.events.some((e) => e.type === 'rekey.completed')).toBe(false);
+    expect(oldA!.isUp).toBe(true);
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    expect(await hasPair(b, 'a')).toBe(true);
+    // b's own re-negotiation (its soft lifetime is half a margin later) failed the same way.
+    expect(b.events.filter((e) => e.type === 'rekey.failed')[0]).toMatchObject({ kind: 'ike', code: 'TIMEOUT' });
+  });
+});
+
 /**
  * A peer that re-keys a phase 2 pair the way charon does in IKEv1: a new Quick Mode, and the old
  * pair left to expire (no DELETE), never re-keyed again. IKEv1 does not say which pair a Quick
