@@ -41,12 +41,20 @@ import {
   type Payload,
 } from '../../src/wire/ikev2/index.js';
 import {
+  agreementProblems,
+  escapedErrors,
+  type HeldChild,
+  kernelProblems,
+  mutateChain,
+  prng,
+  type Rng,
+} from '../helpers/engine-fuzz.js';
+import {
   ESP_CBC,
   ESP_GCM,
   IKE_CBC_MODP,
   IKE_GCM_X25519,
   Mesh,
-  mulberry32,
   type Node,
   peerPolicy,
   type Wire,
@@ -94,88 +102,12 @@ const VARIANTS = [
   { name: 'gcm-x25519/tunnel', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'tunnel' },
 ] as const;
 
-function prng(seed: number) {
-  const next = mulberry32(seed);
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
-}
-type Rng = ReturnType<typeof prng>;
-
 /** Payloads seen in earlier messages (any exchange), spliced into later ones. */
 const corpus: Payload[] = [];
 
 /** One mutation of an inner payload chain; returns the new first payload type and bytes. */
-function mutate(rng: Rng, payloads: Payload[]): { firstType: number; bytes: Buffer; how: string } {
-  const enc = (ps: Payload[]) => encodePayloadChain(ps);
-  if (payloads.length === 0) {
-    // An empty message (liveness): something foreign in it, or random bytes.
-    if (corpus.length > 0 && rng.next() < 0.7) {
-      const foreign = rng.pick(corpus);
-      return { ...enc([foreign]), how: `foreign payload type ${foreign.type} in an empty message` };
-    }
-    const n = 1 + rng.int(40);
-    const junk = Buffer.from(Array.from({ length: n }, () => rng.int(256)));
-    return {
-      firstType: rng.pick([0, 41, 42, 48, rng.int(256)]),
-      bytes: junk,
-      how: `${n} random bytes in an empty message`,
-    };
-  }
-  const op = rng.int(8);
-  if (op <= 3) {
-    // Byte level on the encoded chain.
-    const { firstType, bytes } = enc(payloads);
-    const b = Buffer.from(bytes);
-    if (b.length === 0) return { firstType, bytes: b, how: 'empty chain' };
-    if (op === 0) {
-      const n = 1 + rng.int(4);
-      for (let i = 0; i < n; i++) {
-        const at = rng.int(b.length);
-        b[at] = b[at]! ^ (1 << rng.int(8));
-      }
-      return { firstType, bytes: b, how: `${n} bit flips` };
-    }
-    if (op === 1) {
-      const at = rng.int(b.length);
-      b[at] = rng.pick([0, 0xff, 0x80, 0x7f, 1, rng.int(256)]);
-      return { firstType, bytes: b, how: `byte ${at} set to ${b[at]}` };
-    }
-    if (op === 2) {
-      const len = rng.int(b.length);
-      return { firstType, bytes: b.subarray(0, len), how: `truncated to ${len}` };
-    }
-    // A payload length field (bytes 2-3 of a generic header) at a payload boundary.
-    let at = 0;
-    const hops = rng.int(payloads.length);
-    for (let i = 0; i < hops && at + 4 <= b.length; i++) at += b.readUInt16BE(at + 2) || 4;
-    if (at + 4 <= b.length) b.writeUInt16BE(rng.pick([0, 1, 3, 4, 5, 0xffff, rng.int(0x10000)]), at + 2);
-    return { firstType: rng.next() < 0.2 ? rng.int(256) : firstType, bytes: b, how: 'payload length or first type' };
-  }
-  const ps = [...payloads];
-  const i = rng.int(ps.length);
-  if (op === 4) {
-    ps.splice(i, 1);
-    const e = enc(ps);
-    return { ...e, how: `payload ${i} dropped` };
-  }
-  if (op === 5) {
-    ps.splice(i, 0, ps[i]!);
-    const e = enc(ps);
-    return { ...e, how: `payload ${i} duplicated` };
-  }
-  if (op === 6 && ps.length > 1) {
-    const j = rng.int(ps.length);
-    [ps[i], ps[j]] = [ps[j]!, ps[i]!];
-    const e = enc(ps);
-    return { ...e, how: `payloads ${i} and ${j} swapped` };
-  }
-  if (corpus.length === 0) return { ...enc(ps), how: 'unchanged' };
-  const foreign = rng.pick(corpus);
-  if (rng.next() < 0.5) ps[i] = foreign;
-  else ps.splice(rng.int(ps.length + 1), 0, foreign);
-  const e = enc(ps);
-  return { ...e, how: `foreign payload type ${foreign.type}` };
-}
+const mutate = (rng: Rng, payloads: Payload[]) =>
+  mutateChain(rng, payloads, corpus, encodePayloadChain, [0, 41, 42, 48]);
 
 /** Decrypts `w` with its sender's keys, mutates the inner payloads and re-encrypts them. */
 function mutateProtected(rng: Rng, sender: Node, w: Wire): { data: Buffer; how: string } | undefined {
@@ -200,74 +132,24 @@ function mutatePlain(rng: Rng, w: Wire): { data: Buffer; how: string } {
 
 const childrenOf = (sa: IkeSa | undefined) => [...(sa?.children.values() ?? [])];
 
-/** Every ESP SA in the node's kernel belongs to a Child SA of its engine; installed children have both SAs. */
-async function kernelConsistent(node: Node): Promise<string[]> {
-  const problems: string[] = [];
-  const known = new Set<string>();
-  for (const sa of node.manager.allSas())
-    for (const c of sa.children.values()) {
-      if (c.state === 'destroyed') continue;
-      known.add(`${sa.local.addr}|${c.spiIn}`);
-      known.add(`${sa.remote.addr}|${c.spiOut}`);
-    }
-  const inKernel = await node.kernel.listSas();
-  const have = new Set(inKernel.map((s) => `${s.dst}|${s.spi}`));
-  for (const s of inKernel)
-    if (!known.has(`${s.dst}|${s.spi}`))
-      problems.push(`${node.name}: kernel SA ${s.dst} spi ${s.spi} belongs to no Child SA`);
-  for (const sa of node.manager.established(node.name === 'a' ? 'b' : 'a'))
-    for (const c of sa.children.values()) {
-      if (c.state !== 'installed') continue;
-      if (!have.has(`${sa.local.addr}|${c.spiIn}`))
-        problems.push(`${node.name}: child ${c.name} lacks inbound SA ${c.spiIn}`);
-      if (!have.has(`${sa.remote.addr}|${c.spiOut}`))
-        problems.push(`${node.name}: child ${c.name} lacks outbound SA ${c.spiOut}`);
-    }
-  return problems;
-}
-
-/**
- * Each installed Child SA on one side has its counterpart (SPIs crossed) on an IKE SA with
- * the same SPIs on the other: an exchange one side gave up on must not leave a Child SA
- * only the other side holds (it would carry nothing until it expired).
- */
-function childrenAgree(a: Node, b: Node): string[] {
-  const problems: string[] = [];
-  const live = (n: Node) =>
-    n.manager
-      .allSas()
-      .filter((s) => s.state === 'established' || s.state === 'rekeying')
-      .flatMap((s) =>
-        childrenOf(s)
-          .filter((c) => c.state === 'installed' || c.state === 'rekeying')
-          .map((c) => ({ ike: `${s.spiI.toString('hex')}/${s.spiR.toString('hex')}`, c })),
-      );
-  const la = live(a);
-  const lb = live(b);
-  for (const [x, y, nx, ny] of [
-    [la, lb, a, b],
-    [lb, la, b, a],
-  ] as const)
-    for (const { ike, c } of x)
-      if (!y.some((o) => o.ike === ike && o.c.spiIn === c.spiOut && o.c.spiOut === c.spiIn))
-        problems.push(
-          `${nx.name}: child ${c.name} (in ${c.spiIn}, out ${c.spiOut}) on IKE SA ${ike} has no counterpart at ${ny.name}`,
-        );
-  return problems;
-}
-
-/** Error logs: an exception escaped a message handler or the receive path. */
-function escaped(node: Node): string[] {
-  return node.events
-    .filter((e) => e.type === 'log.error')
-    .map(
-      (e) =>
-        `${node.name}: ${String((e as { message?: unknown }).message)} ${String((e as { error?: unknown }).error ?? '')
-          .split('\n')
-          .slice(0, 3)
-          .join(' | ')}`,
+/** The Child SAs of every IKE SA the node holds (agreement counts only those of live IKE SAs, keyed by their SPIs). */
+function held(node: Node, liveOnly = false): HeldChild[] {
+  return node.manager
+    .allSas()
+    .filter((s) => !liveOnly || s.state === 'established' || s.state === 'rekeying')
+    .flatMap((s) =>
+      childrenOf(s).map((child) => ({
+        child,
+        local: s.local.addr,
+        remote: s.remote.addr,
+        key: `${s.spiI.toString('hex')}/${s.spiR.toString('hex')}`,
+      })),
     );
 }
+const kernelConsistent = (node: Node) => kernelProblems(node.name, node.kernel, held(node));
+const childrenAgree = (a: Node, b: Node) =>
+  agreementProblems({ name: a.name, held: held(a, true) }, { name: b.name, held: held(b, true) });
+const escaped = escapedErrors;
 
 const isResponse = (d: Buffer) => ((d[19] ?? 0) & 0x20) !== 0;
 const exchangeOf = (d: Buffer) => d[18];
