@@ -39,7 +39,7 @@ import {
   V1ProtocolId,
 } from '../wire/ikev1/index.js';
 import { idSelector, selectorId } from './ids.js';
-import { sendNotify } from './informational.js';
+import { sendInformational, sendNotify } from './informational.js';
 import type { IsakmpSa, Opened } from './isakmp-sa.js';
 import { NONCE_BYTES } from './phase1-common.js';
 import { acceptPhase2Answer, answerSa, type Phase2Choice, phase2Offer, selectPhase2 } from './proposals.js';
@@ -213,6 +213,16 @@ export async function startQuickMode(
 async function abandon(sa: IsakmpSa, mid: number, st: QuickState, reason: string): Promise<void> {
   table(sa).delete(mid);
   sa.finish(mid);
+  // A responder that never got a valid QM3: the initiator installed the pair as it sent QM3 (lost,
+  // or one we refused), and would send into an SA we never complete until it re-keys the pair.
+  // A DELETE for the SPI we offered ends it there (an initiator that installed nothing ignores it).
+  if (st.role === 'responder' && sa.isUp) {
+    const spi = Buffer.alloc(4);
+    spi.writeUInt32BE(st.spiIn >>> 0);
+    sendInformational(sa, [
+      { type: V1PayloadType.D, doi: V1Doi.IPSEC, protocolId: V1ProtocolId.IPSEC_ESP, spiSize: 4, spis: [spi] },
+    ]);
+  }
   st.ke = undefined;
   st.shared?.fill(0);
   st.early?.keysIn.destroy();

@@ -75,6 +75,30 @@ describe('IKEv1 retransmission and duplicates', () => {
     expect(await b.kernel.listSas()).toHaveLength(2);
   });
 
+  it('QM3 never arrives: the responder gives up and DELETEs the SPI it offered; the initiator drops the pair it installed', async () => {
+    const { m, a, b } = setup();
+    let qm1: Buffer | undefined;
+    // Every Quick Mode message from a but its first (QM1 and its retransmissions) is lost: QM3.
+    m.filter = (w) => {
+      if (w.from.addr !== a.addr || exchangeOf(w.data) !== 32) return true;
+      qm1 ??= w.data;
+      return w.data.equals(qm1);
+    };
+    await a.manager.initiate('b');
+    await m.settle();
+    // a installed the pair as it sent QM3; b keyed its inbound SA and waits for QM3.
+    expect(installedChildren(a, 'b')).toHaveLength(1);
+    expect(installedChildren(b, 'a')).toHaveLength(0);
+    await m.advance(120_000, 1000);
+    expect(b.events.some((e) => e.type === 'child.failed' && /no Quick Mode 3/.test(String(e.reason)))).toBe(true);
+    expect(await b.kernel.listSas()).toEqual([]);
+    // Before, a kept sending on this pair until it re-keyed it (50 minutes with these lifetimes).
+    expect(a.events.some((e) => e.type === 'delete.received' && e.what === 'esp')).toBe(true);
+    expect(installedChildren(a, 'b')).toHaveLength(0);
+    expect(await a.kernel.listSas()).toEqual([]);
+    expect(a.manager.established('b')).toHaveLength(1);
+  });
+
   it('a duplicated QM1 is answered by replaying QM2; a late copy after QM3 allocates nothing', async () => {
     const { m, a, b } = setup();
     let held: (typeof m.queue)[number] | undefined;
