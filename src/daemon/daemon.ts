@@ -396,16 +396,18 @@ export class Daemon {
       const changed = engine.peer(name) !== undefined;
       engine.setPeer(policy);
       if (peer.version === 1) {
-        // IKEv1 has no replacement of a phase 1 made before the old one goes: Delete, then anew.
+        // A changed peer with SAs: new ISAKMP SA and pairs first, then the old ones go. Otherwise
+        // as at start-up: not if the peer came up meanwhile; the slot until up or failed.
         if (changed || policy.start === 'now')
           negotiations.push({
             name,
             retransmit: policy.retransmit,
-            run: async () => {
-              if (changed) await this.v1.terminate(name);
-              // As at start-up: not if the peer came up meanwhile; the slot until up or failed.
-              await this.v1.initiateInTurn(name);
-            },
+            run: () =>
+              this.v1.peer(name)?.policy !== policy
+                ? Promise.resolve()
+                : changed && this.v1.sasOf(name).length > 0
+                  ? this.v1.replace(name)
+                  : this.v1.initiateInTurn(name),
           });
       } else if (changed) {
         // New settings take effect through a fresh IKE SA, made before the old one goes.

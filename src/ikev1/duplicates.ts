@@ -58,13 +58,14 @@ export class Ikev1Duplicates {
 
   /** Established ISAKMP SAs of a peer that the rule considers (not already superseded or retiring). */
   isakmpSas(name: string): IsakmpSa[] {
-    return this.host.sasOf(name).filter((sa) => sa.isUp && !sa.replacedBy);
+    return this.host.sasOf(name).filter((sa) => sa.isUp && !sa.replacedBy && !sa.retiring);
   }
 
-  /** Live phase 2 pairs of one configured child, over every ISAKMP SA of the peer. */
+  /** Live phase 2 pairs of one configured child, over every ISAKMP SA of the peer that is not retiring. */
   pairs(name: string, child: string): { sa: IsakmpSa; c: ChildSa }[] {
     return this.host
       .sasOf(name)
+      .filter((sa) => !sa.retiring)
       .flatMap((sa) => [...sa.children.values()].map((c) => ({ sa, c })))
       .filter(({ c }) => c.name === child && live(c));
   }

@@ -172,6 +172,12 @@ export class IsakmpSa {
   replacedBy: IsakmpSa | undefined;
   /** Set on a re-negotiated ISAKMP SA (initiator): the SA it supersedes. */
   replaces: IsakmpSa | undefined;
+  /**
+   * Being replaced (`Ikev1Manager.replace`, a changed configuration): neither it nor its
+   * phase 2 pairs count for the crossing-streams rule or as a configured child's pair, and it
+   * is not re-negotiated; it is deleted once its successor has its pairs.
+   */
+  retiring = false;
   lastError: { code: string; message: string; at: number } | undefined;
   dpd: {
     seqOut: number;

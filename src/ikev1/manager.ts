@@ -7,7 +7,7 @@ import { type Identity, sameIdentity } from '../sa/identity.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
-import type { Timer } from '../util/clock.js';
+import { pollUntil, type Timer } from '../util/clock.js';
 import type { InitiationGate } from '../util/paced.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import {
@@ -74,6 +74,9 @@ interface PurgedPair {
 
 const hex = (b: Buffer) => b.toString('hex');
 const ZERO = Buffer.alloc(8);
+
+/** How long `replace` waits, once the new pairs are in, before it deletes the old SAs. */
+const REPLACE_SETTLE_MS = 1000;
 
 /**
  * Owns every IKEv1 (ISAKMP) SA: the receive path, the SA tables, peers'
@@ -319,7 +322,7 @@ export class Ikev1Manager implements IsakmpSaHost {
     if (!sa.isInitiator || renegotiated) return;
     const have = new Set(
       this.sasOf(peer.name)
-        .filter((o) => !o.replacedBy)
+        .filter((o) => !o.replacedBy && !o.retiring)
         .flatMap((o) => [...o.children.values()])
         .filter((c) => c.state === 'installed' || c.state === 'rekeying')
         .map((c) => c.name),
@@ -489,7 +492,7 @@ export class Ikev1Manager implements IsakmpSaHost {
 
   onIsakmpRekeyDue(sa: IsakmpSa): void {
     const name = sa.peer?.name;
-    if (!name || !sa.isUp || sa.replacedBy) return;
+    if (!name || !sa.isUp || sa.replacedBy || sa.retiring) return;
     if (this.established(name).some((o) => o !== sa && o.createdAt > sa.createdAt)) return;
     if (this.connecting(name).length) return;
     this.env.emit({ type: 'rekey.started', peer: name, kind: 'ike', version: 1 });
@@ -600,6 +603,67 @@ export class Ikev1Manager implements IsakmpSaHost {
   refuseNewSas(): void {
     this.refusing = true;
     this.sup.cancelRetries();
+  }
+
+  /**
+   * Make before break (a changed peer configuration): a new ISAKMP SA with the current
+   * policy, then a Quick Mode for each configured child under it (as for any ISAKMP SA we
+   * start; the pairs of the old ones do not count while they retire). Once every child
+   * has its new pair, or `waitMs` passed, the old ISAKMP SAs are deleted with their pairs
+   * through the peer (which took each new pair as the peer's re-key of the old one). A
+   * child whose new pair did not come keeps its old pair on the new ISAKMP SA (re-keyed
+   * there with the new settings at its soft lifetime) rather than losing it; a child no
+   * longer configured loses it. If the new ISAKMP SA does not come up, nothing changes.
+   */
+  async replace(name: string, waitMs = 30_000, reason = 'replaced after a configuration change'): Promise<void> {
+    const old = this.sasOf(name);
+    for (const sa of old) sa.retiring = true;
+    const keep = () => {
+      for (const sa of old) sa.retiring = false;
+    };
+    let fresh: IsakmpSa;
+    try {
+      fresh = await this.initiate(name);
+    } catch (err) {
+      keep();
+      throw err;
+    }
+    const wanted = () => this.peers.get(name)?.policy.children ?? [];
+    const paired = (child: string) =>
+      this.sasOf(name).some(
+        (o) =>
+          !o.retiring &&
+          [...o.children.values()].some((c) => c.name === child && (c.state === 'installed' || c.state === 'rekeying')),
+      );
+    await pollUntil(
+      this.env.clock,
+      () => fresh.state === 'destroyed' || (fresh.isUp && wanted().every((c) => paired(c.name))),
+      waitMs,
+    );
+    const heir = this.established(name).find((o) => !o.retiring && !o.replacedBy);
+    if (!heir || !fresh.isUp) {
+      keep();
+      if (fresh.state !== 'destroyed' && !fresh.isUp)
+        await fresh.queue.run(() => fresh.destroy('did not come up in time to replace the old ISAKMP SA'));
+      return;
+    }
+    // The peer installs its outbound SA of a new pair when our QM3 arrives, and processes our
+    // DELETE for the old pair under the old ISAKMP SA, independently of the new one: a DELETE
+    // right behind QM3 could remove its old pair before the new one is in.
+    await new Promise<void>((r) => this.env.clock.setTimer(REPLACE_SETTLE_MS, r));
+    const configured = new Set(wanted().map((c) => c.name));
+    for (const sa of old)
+      await sa.queue.run(async () => {
+        if (sa.state === 'destroyed') return;
+        for (const c of [...sa.children.values()]) {
+          if (!configured.has(c.name) || paired(c.name) || (c.state !== 'installed' && c.state !== 'rekeying'))
+            continue;
+          sa.children.delete(c.uid);
+          heir.adopt(c);
+        }
+        sa.replacedBy = heir;
+        await this.deleteSa(sa, reason);
+      });
   }
 
   /** Deletes the peer's phase 2 and ISAKMP SAs through the peer and stops wanting it up. */

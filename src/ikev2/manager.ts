@@ -6,6 +6,7 @@ import { sameIdentity } from '../sa/identity.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
+import { pollUntil } from '../util/clock.js';
 import type { InitiationGate } from '../util/paced.js';
 import { MalformedMessageError } from '../wire/errors.js';
 import {
@@ -502,18 +503,14 @@ export class Ikev2Manager implements IkeSaHost {
   async replace(name: string, waitMs = 30_000, reason = 'replaced after a configuration change'): Promise<void> {
     const old = this.sasOf(name);
     for (const sa of old) sa.retiring = true;
-    const fresh = await this.initiate(name);
-    const start = this.env.clock.now();
-    await new Promise<void>((resolve) => {
-      const check = () => {
-        if (fresh.state === 'established' || fresh.state === 'destroyed' || this.env.clock.now() - start > waitMs) {
-          resolve();
-          return;
-        }
-        this.env.clock.setTimer(100, check);
-      };
-      check();
-    });
+    let fresh: IkeSa;
+    try {
+      fresh = await this.initiate(name);
+    } catch (err) {
+      for (const sa of old) sa.retiring = false;
+      throw err;
+    }
+    await pollUntil(this.env.clock, () => fresh.state === 'established' || fresh.state === 'destroyed', waitMs);
     if (fresh.state !== 'established') {
       for (const sa of old) sa.retiring = false;
       return;

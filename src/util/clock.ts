@@ -241,3 +241,19 @@ export async function flushMicrotasks(rounds = 5): Promise<void> {
 export function withJitter(ms: number, frac: number, random: () => number = Math.random): number {
   return Math.round(ms * (1 - frac * random()));
 }
+
+/**
+ * Resolves once `done()` holds (checked now and every `stepMs` on `clock`), with true, or
+ * with false when `maxMs` passed first.
+ */
+export function pollUntil(clock: Clock, done: () => boolean, maxMs: number, stepMs = 100): Promise<boolean> {
+  const start = clock.now();
+  return new Promise<boolean>((resolve) => {
+    const check = () => {
+      if (done()) return resolve(true);
+      if (clock.now() - start > maxMs) return resolve(false);
+      clock.setTimer(stepMs, check);
+    };
+    check();
+  });
+}
