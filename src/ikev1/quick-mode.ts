@@ -18,7 +18,7 @@ import {
   spiHex,
 } from '../ikev2/child-sa.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
-import { contains, type TrafficSelector } from '../sa/traffic-selector.js';
+import { contains, natSubstitute, type TrafficSelector } from '../sa/traffic-selector.js';
 import { withJitter } from '../util/clock.js';
 import { bytesToIp, ipToBytes } from '../util/ip.js';
 import {
@@ -178,6 +178,11 @@ export async function startQuickMode(
   } catch (err) {
     sa.env.emit({ type: 'kernel.error', version: 1, peer: sa.peerName, op: 'allocspi', message: String(err) });
     return onDone?.(false, 'SPI allocation failed');
+  }
+  // The ISAKMP SA went while the kernel allocated: nothing would ever release the SPI.
+  if (!sa.isUp) {
+    await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: spiIn, proto: 'esp' }).catch(() => {});
+    return onDone?.(false, 'ISAKMP SA gone');
   }
   const udp = sa.nat.local || sa.nat.remote;
   const offer = phase2Offer(policy.espProposals, spiIn, policy.mode, udp, policy.lifetimeMs);
@@ -354,9 +359,19 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
     sendNotify(sa, type, V1ProtocolId.IPSEC_ESP);
   };
   if (!remoteTs || !localTs) return notify(V1NotifyType.INVALID_ID_INFORMATION, 'unsupported client ID');
-  const policy = peer.children.find(
-    (c) => c.remoteTs.some((t) => contains(t, remoteTs)) && c.localTs.some((t) => contains(t, localTs)),
-  );
+  const fits = (c: ChildPolicy, r: TrafficSelector, l: TrafficSelector) =>
+    c.remoteTs.some((t) => contains(t, r)) && c.localTs.some((t) => contains(t, l));
+  let policy = peer.children.find((c) => fits(c, remoteTs, localTs));
+  let ts = { remote: remoteTs, local: localTs };
+  // Transport mode through a NAT: a peer behind it names its private address in its client ID,
+  // which our configuration knows as the NAT's (and the reverse when we are behind one). Its
+  // client IDs are taken as the ISAKMP SA's addresses (the answer echoes them as sent).
+  if (!policy && (sa.nat.remote || sa.nat.local)) {
+    const r = sa.nat.remote ? (natSubstitute([remoteTs], sa.remote.addr).ts[0] ?? remoteTs) : remoteTs;
+    const l = sa.nat.local ? (natSubstitute([localTs], sa.local.addr).ts[0] ?? localTs) : localTs;
+    policy = peer.children.find((c) => c.mode === 'transport' && fits(c, r, l));
+    if (policy) ts = { remote: r, local: l };
+  }
   if (!policy) return notify(V1NotifyType.INVALID_ID_INFORMATION, 'client IDs match no configured child');
   const ke = payloads.find((p) => p.type === V1PayloadType.KE);
   const sa1 = payloads.find((p) => p.type === V1PayloadType.SA) as SaV1Payload;
@@ -389,8 +404,8 @@ async function respond(sa: IsakmpSa, mid: number, payloads: V1Payload[]): Promis
     choice: sel.choice,
     peerSpi: sel.peerSpi,
     ...(peerOa ? { peerOa } : {}),
-    localTs,
-    remoteTs,
+    localTs: ts.local,
+    remoteTs: ts.remote,
     lifetimeMs: Math.min(sel.choice.lifetimeMs ?? policy.lifetimeMs, policy.lifetimeMs),
   };
   const rest: V1Payload[] = [

@@ -181,3 +181,24 @@ export function fromWireSelector(w: WireSelector): TrafficSelector | undefined {
   if (start > end || w.startPort > w.endPort) return undefined;
   return { family, proto: w.ipProto, startPort: w.startPort, endPort: w.endPort, start, end };
 }
+
+/**
+ * Transport mode through a NAT (RFC 7296 2.23.1; RFC 3947 for IKEv1): a host behind the NAT
+ * proposes its own, private address, and the other end knows it by the NAT's. Each
+ * single-host selector of `ts` (of `ikeAddr`'s family) becomes `ikeAddr`, the address the
+ * IKE SA sees for that side, ports and protocol kept. `original` is the first replaced
+ * address (for NAT-OA); undefined when nothing was replaced.
+ */
+export function natSubstitute(
+  ts: readonly TrafficSelector[],
+  ikeAddr: string,
+): { ts: TrafficSelector[]; original?: string } {
+  const host = hostSelector(ikeAddr);
+  let original: string | undefined;
+  const out = ts.map((t) => {
+    if (t.family !== host.family || t.start !== t.end || t.start === host.start) return t;
+    original ??= bytesToIp(bigIntToBytes(t.start, BYTES[t.family]));
+    return { ...t, start: host.start, end: host.end };
+  });
+  return original === undefined ? { ts: out } : { ts: out, original };
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { installedChildren, V1Mesh } from '../helpers/ike1-pair.js';
+import { formatTrafficSelector } from '../../src/sa/traffic-selector.js';
+import { installedChildren, V1Mesh, v1Policy } from '../helpers/ike1-pair.js';
 
 describe('IKEv1 NAT traversal (RFC 3947/3948)', () => {
   it('a NATed initiator: NAT-D detects it, Main Mode 5 floats to 4500, ESP is UDP-encapsulated, keepalives flow', async () => {
@@ -71,6 +72,34 @@ describe('IKEv1 NAT traversal (RFC 3947/3948)', () => {
     const freshA = (await a.kernel.listSas()).filter((s) => s.dst === a.addr && s.spi !== inA.spi);
     expect(freshA).toHaveLength(1);
     expect(freshA[0]!.encap?.oa).toBe(b.addr);
+  });
+
+  it("transport mode, b configured with a's NAT address (a 1:1 NAT): a's private client ID is taken as the NAT's, both ways", async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    m.natBehind(a, '198.51.100.7');
+    a.manager.setPeer(v1Policy(a, b, { dpdDelayMs: 0 }));
+    // b knows a only by the NAT's address: its transport selectors are 10.0.0.2 <-> 198.51.100.7.
+    b.manager.setPeer(v1Policy(b, { name: 'a', addr: '198.51.100.7' }, { dpdDelayMs: 0 }));
+    await a.manager.initiate('b');
+    await m.settle();
+    const [ca] = installedChildren(a, 'b');
+    const [cb] = installedChildren(b, 'a');
+    expect(ca?.mode).toBe('transport');
+    expect(cb?.spiIn).toBe(ca?.spiOut);
+    expect(cb?.remoteTs.map(formatTrafficSelector)).toEqual(['198.51.100.7/32']);
+    expect(ca?.localTs.map(formatTrafficSelector)).toEqual(['10.0.0.1/32']);
+    expect((await b.kernel.listSas()).find((s) => s.dst === b.addr)?.encap?.oa).toBe(a.addr);
+    expect(b.events.some((e) => e.type === 'child.refused')).toBe(false);
+    // b's own Quick Mode (a rekey) names a by the NAT's address; a takes it as its own.
+    const [sb] = b.manager.established('a');
+    await sb!.queue.run(() => sb!.rekeyChild?.(cb!));
+    await m.settle();
+    const fresh = installedChildren(a, 'b').filter((c) => c.uid !== ca?.uid);
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]?.localTs.map(formatTrafficSelector)).toEqual(['10.0.0.1/32']);
+    expect(a.events.some((e) => e.type === 'child.refused')).toBe(false);
   });
 
   it('tunnel mode under NAT: no NAT-OA, so no encap OA', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseTrafficSelector as ts } from '../../src/sa/traffic-selector.js';
+import { formatTrafficSelector, parseTrafficSelector as ts } from '../../src/sa/traffic-selector.js';
 import { Mesh, peerPolicy } from '../helpers/ike-pair.js';
 
 describe('IKEv2 NAT traversal', () => {
@@ -39,6 +39,38 @@ describe('IKEv2 NAT traversal', () => {
     const keepalives = m.sent.filter((w) => w.data.length === 1 && w.data[0] === 0xff);
     expect(keepalives.length).toBeGreaterThanOrEqual(1);
     expect(keepalives.every((w) => w.from.addr === '10.0.0.1')).toBe(true);
+  });
+
+  it("transport mode, b configured with a's NAT address (a 1:1 NAT): a's private selector is taken as the NAT's, both ways (RFC 7296 2.23.1)", async () => {
+    const m = new Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '198.51.100.2');
+    m.natBehind(a, '203.0.113.9', 40000);
+    a.manager.setPeer(peerPolicy(a, b, {}));
+    // b knows a only by the NAT's address: its transport selectors are 198.51.100.2 <-> 203.0.113.9.
+    b.manager.setPeer(peerPolicy(b, { name: 'a', addr: '203.0.113.9' }, {}));
+    await a.manager.initiate('b');
+    await m.settle();
+    const [sa] = a.manager.established('b');
+    const [sb] = b.manager.established('a');
+    const [ca] = [...sa!.children.values()];
+    const [cb] = [...sb!.children.values()];
+    expect(ca?.state).toBe('installed');
+    expect(cb?.state).toBe('installed');
+    expect(ca?.mode).toBe('transport');
+    expect(cb?.spiIn).toBe(ca?.spiOut);
+    // b's Child SA is in terms of the addresses it sees; a's in its own.
+    expect(cb?.remoteTs.map(formatTrafficSelector)).toEqual(['203.0.113.9/32']);
+    expect(ca?.localTs.map(formatTrafficSelector)).toEqual(['10.0.0.1/32']);
+    expect(cb?.natOa).toBe('10.0.0.1');
+    expect((await b.kernel.listSas()).every((s) => s.encap !== undefined)).toBe(true);
+    // b re-keys: it proposes a by the NAT's address, a takes it as its own.
+    await sb!.queue.run(() => sb!.rekeyChild(cb!));
+    await m.settle();
+    const fresh = [...sa!.children.values()].filter((c) => c.state === 'installed' && c.uid !== ca?.uid);
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]?.localTs.map(formatTrafficSelector)).toEqual(['10.0.0.1/32']);
+    expect([...a.events, ...b.events].some((e) => e.type === 'child.failed')).toBe(false);
   });
 
   it('follows a NAT mapping change after an authenticated message', async () => {

@@ -4,6 +4,7 @@ import {
   fromWireSelector,
   intersect,
   narrow,
+  natSubstitute,
   rangeToPrefixes,
   toWireSelector,
   parseTrafficSelector as ts,
@@ -54,5 +55,19 @@ describe('traffic selectors', () => {
     const w = toWireSelector(ts('10.0.0.0/24'));
     expect(fromWireSelector({ ...w, startAddr: w.endAddr, endAddr: w.startAddr })).toBeUndefined();
     expect(fromWireSelector({ ...w, tsType: 9 })).toBeUndefined();
+  });
+});
+
+describe('natSubstitute (transport mode through a NAT)', () => {
+  it('replaces single-host selectors of the family by the IKE address, keeping ports and protocol', () => {
+    const r = natSubstitute([ts('10.0.0.1[tcp/443]'), ts('10.0.1.0/24'), ts('2001:db8::1')], '203.0.113.9');
+    expect(r.ts.map(formatTrafficSelector)).toEqual(['203.0.113.9/32[tcp/443]', '10.0.1.0/24', '2001:db8::1/128']);
+    expect(r.original).toBe('10.0.0.1');
+  });
+
+  it('leaves a selector that already is the IKE address alone, and says nothing was replaced', () => {
+    const r = natSubstitute([ts('203.0.113.9')], '203.0.113.9');
+    expect(r.ts.map(formatTrafficSelector)).toEqual(['203.0.113.9/32']);
+    expect(r.original).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import { deriveChildKeys } from '../../crypto/ikev2/keys.js';
 import { encrKeyMaterialSize, integKeyMaterialSize } from '../../crypto/transforms.js';
 import type { ChildPolicy } from '../../sa/policy.js';
 import { acceptedEspSuite, espSpecToWire, espSuiteToWire, selectEspProposal } from '../../sa/proposal.js';
-import { contains, narrow, type TrafficSelector } from '../../sa/traffic-selector.js';
+import { contains, narrow, natSubstitute, type TrafficSelector } from '../../sa/traffic-selector.js';
 import { withJitter } from '../../util/clock.js';
 import { EXCHANGE, isKe, isNonce, isSa, isTsi, isTsr, type Payload, PROTOCOL } from '../../wire/ikev2/index.js';
 import { type ChildSa, installChild, spiHex } from '../child-sa.js';
@@ -213,14 +213,18 @@ export async function completeChild(
   }
   const suite = acceptedEspSuite(answer, offer.policy.espProposals, first ? 'ignore' : offer.ke?.group);
   if (!suite) return fail('NO_PROPOSAL_CHOSEN', 'peer chose an ESP proposal we did not offer');
-  const tsi = selectorsOf(payloads.find(isTsi));
-  const tsr = selectorsOf(payloads.find(isTsr));
-  if (!sameOrSubset(tsi, offer.localTs) || !sameOrSubset(tsr, offer.remoteTs)) {
-    return fail('TS_UNACCEPTABLE', 'peer answered with traffic selectors outside our proposal');
-  }
   const transport = !!findNotify(payloads, N.USE_TRANSPORT_MODE);
   if (transport !== (offer.policy.mode === 'transport')) {
     return fail('NO_PROPOSAL_CHOSEN', `peer wants ${transport ? 'transport' : 'tunnel'} mode`);
+  }
+  let tsi = selectorsOf(payloads.find(isTsi));
+  let tsr = selectorsOf(payloads.find(isTsr));
+  if (!sameOrSubset(tsi, offer.localTs) || !sameOrSubset(tsr, offer.remoteTs)) {
+    // Transport mode through a NAT: the peer may answer with the addresses it sees (RFC 7296 2.23.1).
+    if (transport && sa.nat.local) tsi = natSubstitute(tsi, sa.local.addr).ts;
+    if (transport && sa.nat.remote) tsr = natSubstitute(tsr, sa.remote.addr).ts;
+    if (!sameOrSubset(tsi, offer.localTs) || !sameOrSubset(tsr, offer.remoteTs))
+      return fail('TS_UNACCEPTABLE', 'peer answered with traffic selectors outside our proposal');
   }
   let ni = sa.ni;
   let nr = sa.nr;
@@ -257,13 +261,30 @@ export async function completeChild(
   return activate(sa, child);
 }
 
-/** Responder: picks the configured child whose selectors overlap the proposal. */
-function matchChildPolicy(sa: IkeSa, tsi: TrafficSelector[], tsr: TrafficSelector[], name?: string) {
+/**
+ * Responder: picks the configured child (of `mode`, if given) whose selectors overlap the
+ * proposal. `answerI`/`answerR` are the selectors the answer carries.
+ */
+function matchChildPolicy(
+  sa: IkeSa,
+  tsi: TrafficSelector[],
+  tsr: TrafficSelector[],
+  name?: string,
+  mode?: 'transport',
+):
+  | {
+      policy: ChildPolicy;
+      remote: TrafficSelector[];
+      local: TrafficSelector[];
+      answerI: TrafficSelector[];
+      answerR: TrafficSelector[];
+    }
+  | undefined {
   for (const policy of sa.peer?.children ?? []) {
-    if (name && policy.name !== name) continue;
+    if ((name && policy.name !== name) || (mode && policy.mode !== mode)) continue;
     const remote = narrow(tsi, policy.remoteTs);
     const local = narrow(tsr, policy.localTs);
-    if (remote.length && local.length) return { policy, remote, local };
+    if (remote.length && local.length) return { policy, remote, local, answerI: remote, answerR: local };
   }
   return undefined;
 }
@@ -286,7 +307,21 @@ export async function respondChild(
   if (!saP) return refuse(N.NO_PROPOSAL_CHOSEN, 'no SA payload for the Child SA');
   const tsi = selectorsOf(payloads.find(isTsi));
   const tsr = selectorsOf(payloads.find(isTsr));
-  const match = matchChildPolicy(sa, tsi, tsr, opts.rekeyOf?.name);
+  const transport = !!findNotify(payloads, N.USE_TRANSPORT_MODE);
+  let match = matchChildPolicy(sa, tsi, tsr, opts.rekeyOf?.name);
+  // Transport mode through a NAT (RFC 7296 2.23.1): a peer behind it proposes its private
+  // address, which our configuration knows as the NAT's (and the reverse when we are behind
+  // one). Its selectors are taken as the IKE SA's addresses; the answer carries them as sent.
+  let natOa: string | undefined;
+  if (!match && transport && (sa.nat.remote || sa.nat.local)) {
+    const subI = sa.nat.remote ? natSubstitute(tsi, sa.remote.addr) : { ts: tsi };
+    const subR = sa.nat.local ? natSubstitute(tsr, sa.local.addr) : { ts: tsr };
+    const m = matchChildPolicy(sa, subI.ts, subR.ts, opts.rekeyOf?.name, 'transport');
+    if (m) {
+      match = { ...m, answerI: subI.original ? tsi : m.remote, answerR: subR.original ? tsr : m.local };
+      natOa = subI.original;
+    }
+  }
   if (!match) return refuse(N.TS_UNACCEPTABLE, 'traffic selectors match no configured child');
   const { policy } = match;
   const ke = opts.first ? undefined : payloads.find(isKe);
@@ -302,7 +337,6 @@ export async function respondChild(
     }
     return refuse(N.NO_PROPOSAL_CHOSEN, 'no acceptable ESP proposal');
   }
-  const transport = !!findNotify(payloads, N.USE_TRANSPORT_MODE);
   const mode = transport && policy.mode === 'transport' ? 'transport' : 'tunnel';
   if (policy.mode === 'transport' && mode !== 'transport')
     return refuse(N.NO_PROPOSAL_CHOSEN, 'transport mode required');
@@ -347,6 +381,7 @@ export async function respondChild(
     ...(shared ? { shared } : {}),
     weInitiated: false,
   });
+  if (natOa && mode === 'transport') child.natOa = natOa;
   const res = await activate(sa, child);
   if (!res.ok) {
     await sa.env.kernel.deleteSa({ dst: sa.local.addr, spi: spiIn, proto: 'esp' }).catch(() => {});
@@ -358,7 +393,7 @@ export async function respondChild(
     out.push(P.nonce(nr));
     if (ourKe && sel.suite.ke !== undefined) out.push(P.ke(sel.suite.ke, ourKe.publicValue));
   }
-  out.push(P.tsi(match.remote), P.tsr(match.local));
+  out.push(P.tsi(match.answerI), P.tsr(match.answerR));
   return { payloads: out, child };
 }
 
