@@ -23,7 +23,9 @@ async function usablePair(n: V1Node, peer: string): Promise<boolean> {
       if (c.state !== 'installed' && c.state !== 'rekeying' && c.state !== 'rekeyed') continue;
       const i = await n.kernel.getSa({ dst: sa.local.addr, spi: c.spiIn, proto: 'esp' });
       const o = await n.kernel.getSa({ dst: sa.remote.addr, spi: c.spiOut, proto: 'esp' });
-      const keyed = (x: typeof i) => x !== undefined && ('crypt' in x.algorithms || 'aead' in x.algorithms);
+      // (A larval SA, from allocSpi, has an empty cipher name.)
+      const keyed = (x: typeof i) =>
+        x !== undefined && (('crypt' in x.algorithms && x.algorithms.crypt.name !== '') || 'aead' in x.algorithms);
       if (keyed(i) && keyed(o)) return true;
     }
   return false;

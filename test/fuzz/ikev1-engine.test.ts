@@ -16,15 +16,16 @@
  * mutated payloads (most of the time; otherwise the HASH itself is part of what is mutated).
  *
  * Each case: two engines, a and b; one ISAKMP SA with a phase 2 SA (Main Mode with
- * AES-CBC + HMAC-SHA-256 phase 2 SAs in transport mode, the same with PFS, or Aggressive
- * Mode with an AES-GCM phase 2 SA in tunnel mode, in turn); one message mutated; then 120 s
- * of retransmissions, timeouts and liveness. It checks that:
+ * AES-CBC + HMAC-SHA-256 phase 2 SAs in transport mode, the same with PFS, Aggressive Mode
+ * with an AES-GCM phase 2 SA in tunnel mode, or Main Mode with a NAT in front of a, in turn);
+ * one message mutated; then 120 s of retransmissions, timeouts and liveness. It checks that:
  * - the re-protection was right: no mutated message whose payload chain is well formed died
  *   at its HASH check;
  * - every ESP SA in each memory kernel belongs to a phase 2 SA its engine holds, and each
  *   installed phase 2 SA has both of its SAs;
  * - about 570 s in, after each side's first phase 2 rekey and before the 600 s hard expiry,
- *   every installed phase 2 SA on one side has its counterpart (SPIs crossed) on the other;
+ *   every installed phase 2 SA on one side has its counterpart (SPIs crossed) on the other
+ *   (behind the NAT, all of them UDP-encapsulated);
  * - nothing threw out of the engine (an error log of a failed message handler or receive path);
  * - the two engines still form a new ISAKMP SA and phase 2 SA with each other.
  *
@@ -38,6 +39,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { informationalHash, payloadChainLength, quickModeHash1, quickModeHash2 } from '../../src/crypto/ikev1/index.js';
 import { deleteChildren } from '../../src/ikev1/informational.js';
 import { IsakmpSa } from '../../src/ikev1/isakmp-sa.js';
+import { quickModesInFlight } from '../../src/ikev1/quick-mode.js';
 import type { PeerPolicy } from '../../src/sa/policy.js';
 import {
   encodeEncryptedIsakmp,
@@ -52,6 +54,7 @@ import {
 } from '../../src/wire/ikev1/index.js';
 import {
   agreementProblems,
+  encapProblems,
   escapedErrors,
   type HeldChild,
   kernelProblems,
@@ -142,7 +145,10 @@ const VARIANTS = [
   { name: 'main/cbc-sha256/transport', aggressive: false, esp: ESP_AES128_SHA256, mode: 'transport' },
   { name: 'main/cbc-sha256-pfs/transport', aggressive: false, esp: ESP_AES128_SHA256_PFS, mode: 'transport' },
   { name: 'aggressive/gcm/tunnel', aggressive: true, esp: ESP_GCM256, mode: 'tunnel' },
+  { name: 'main/cbc-sha256/transport/nat', aggressive: false, esp: ESP_AES128_SHA256, mode: 'transport', nat: true },
 ] as const;
+/** The NAT variant's public address of a. */
+const NAT_OUTSIDE = '203.0.113.9';
 
 const hex = (b: Buffer) => b.toString('hex');
 
@@ -260,11 +266,18 @@ function held(n: V1Node): HeldChild[] {
   const out: HeldChild[] = peerSas(n).flatMap((sa) =>
     [...sa.children.values()].map((child) => ({ child, local: sa.local.addr, remote: sa.remote.addr })),
   );
-  const other = n.name === 'a' ? '10.0.0.2' : '10.0.0.1';
-  for (const child of n.manager.purgedPairs(peer)) out.push({ child, local: n.addr, remote: other });
+  const remote = n.manager.peer(peer)?.policy.remoteAddress ?? '';
+  for (const child of n.manager.purgedPairs(peer)) out.push({ child, local: n.addr, remote });
   return out;
 }
-const kernelConsistent = (n: V1Node) => kernelProblems(n.name, n.kernel, held(n));
+/** (An SPI reserved by a Quick Mode still under way belongs to no phase 2 SA yet.) */
+const kernelConsistent = (n: V1Node) =>
+  kernelProblems(
+    n.name,
+    n.kernel,
+    held(n),
+    peerSas(n).some((sa) => quickModesInFlight(sa) > 0),
+  );
 const childrenAgree = (a: V1Node, b: V1Node) =>
   agreementProblems({ name: a.name, held: held(a) }, { name: b.name, held: held(b) });
 
@@ -280,11 +293,14 @@ async function runCase(
   const a = m.add('a', '10.0.0.1');
   const b = m.add('b', '10.0.0.2');
   const v = VARIANTS[variant]!;
+  const nat = 'nat' in v && v.nat;
+  // The NAT variant: a behind a source NAT; b knows it by the NAT's address.
+  if (nat) m.natBehind(a, NAT_OUTSIDE, 40000);
   // Phase 2 SAs re-key after about 8 minutes and expire after 10 (see HEAL_MS).
   const child = { lifetimeMs: 600_000, rekeyMarginMs: 120_000, mode: v.mode, espProposals: [v.esp] };
   const over: Partial<PeerPolicy> = { start: 'none', dpdAction: 'clear', aggressive: v.aggressive };
   a.manager.setPeer(v1Policy(a, b, over, child));
-  b.manager.setPeer(v1Policy(b, a, over, child));
+  b.manager.setPeer(v1Policy(b, nat ? { name: 'a', addr: NAT_OUTSIDE } : a, over, child));
 
   // Requests come from a (the first Main Mode's initiator, and the one that starts every later
   // exchange); the even phase 1 messages, QM2 and the DPD ACK come from b.
@@ -307,7 +323,8 @@ async function runCase(
   await m.settle();
   const first = a.manager.established('b')[0];
   const firstChild = first ? [...first.children.values()][0] : undefined;
-  const variantSeen = first?.mode === (v.aggressive ? 'aggressive' : 'main') && firstChild?.mode === v.mode;
+  const variantSeen =
+    first?.mode === (v.aggressive ? 'aggressive' : 'main') && firstChild?.mode === v.mode && first.nat.local === nat;
   if (target.phase !== 'handshake') {
     await m.advance(1000);
     const sa = a.manager.established('b')[0];
@@ -345,6 +362,9 @@ async function runCase(
   await m.advance(HEAL_MS, 2000);
   problems.push(...childrenAgree(a, b).map((p) => `after the next rekeys: ${p}`));
   problems.push(...(await kernelConsistent(a)), ...(await kernelConsistent(b)));
+  // Behind the NAT every pair stays encapsulated (a mutated MM3/MM4 may hide the NAT: its NAT-D is gone).
+  if (nat && !keysMayDiffer)
+    problems.push(...(await encapProblems('a', a.kernel)), ...(await encapProblems('b', b.kernel)));
   problems.push(...escapedErrors(a), ...escapedErrors(b));
   // Still usable: a fresh ISAKMP SA with its phase 2 SA forms between the two.
   hook = undefined;

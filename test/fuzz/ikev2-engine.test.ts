@@ -10,15 +10,16 @@
  * valid SK payload.
  *
  * Each case: two engines, a and b; one IKE SA with a Child SA (AES-GCM + X25519 in transport
- * or tunnel mode, or AES-CBC + HMAC + MODP-2048 with PFS, in turn); one message mutated; then
- * 120 s of retransmissions, timeouts and liveness. It checks that:
+ * or tunnel mode, AES-CBC + HMAC + MODP-2048 with PFS, or a NAT in front of a, in turn); one
+ * message mutated; then 120 s of retransmissions, timeouts and liveness. It checks that:
  * - the re-encryption was right: no mutated message died at the integrity check (except
  *   after a mutated IKE_SA_INIT or IKE SA rekey, whose changed KE or nonce legitimately
  *   leaves the two with different keys);
  * - every ESP SA in each memory kernel belongs to a Child SA its engine holds (no orphan
  *   from a half-finished exchange), and each installed Child SA has both of its SAs;
  * - about 570 s in, after each side's first Child SA rekey and before the 600 s hard
- *   expiry, both hold the same Child SAs on the same IKE SA. A peer that sends garbage can
+ *   expiry, both hold the same Child SAs on the same IKE SA (behind the NAT, all of them
+ *   UDP-encapsulated). A peer that sends garbage can
  *   leave them disagreeing for a while, but not until a hard expiry (this found the
  *   fixes tested deterministically in test/exchange/ikev2-refused-answers.test.ts);
  * - nothing threw out of the engine (an error log of a failed message handler or receive path);
@@ -42,6 +43,7 @@ import {
 } from '../../src/wire/ikev2/index.js';
 import {
   agreementProblems,
+  encapProblems,
   escapedErrors,
   type HeldChild,
   kernelProblems,
@@ -61,6 +63,8 @@ import {
 } from '../helpers/ike-pair.js';
 import { openSent, sealAs } from '../helpers/ikev2-tamper.js';
 
+/** The NAT variant's public address of a. */
+const NAT_OUTSIDE = '203.0.113.9';
 const CASES = Number(process.env.COATI_FUZZ_CASES ?? '') || 450;
 const SEED = Number(process.env.COATI_FUZZ_SEED ?? '') || 0x5eed_c0a7;
 /**
@@ -94,12 +98,14 @@ type Target = (typeof TARGETS)[number];
 /**
  * Suites and modes, taken in turn by each round of targets: the second has a separate
  * INTEG transform (AES-CBC + HMAC) and PFS in CREATE_CHILD_SA (a KE payload in every Child
- * SA exchange to mutate), the third tunnel mode.
+ * SA exchange to mutate), the third tunnel mode, the fourth a NAT in front of a (NAT-D,
+ * the float to port 4500, UDP-encapsulated Child SAs, keepalives).
  */
 const VARIANTS = [
   { name: 'gcm-x25519/transport', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'transport' },
   { name: 'cbc-modp2048-pfs/transport', ike: IKE_CBC_MODP, esp: ESP_CBC, mode: 'transport' },
   { name: 'gcm-x25519/tunnel', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'tunnel' },
+  { name: 'gcm-x25519/transport/nat', ike: IKE_GCM_X25519, esp: ESP_GCM, mode: 'transport', nat: true },
 ] as const;
 
 /** Payloads seen in earlier messages (any exchange), spliced into later ones. */
@@ -165,10 +171,13 @@ async function runCase(
   const b = m.add('b', '10.0.0.2');
   // Child SAs rekey after about 8 minutes and expire after 10 (see HEAL_MS).
   const v = VARIANTS[variant]!;
+  const nat = 'nat' in v && v.nat;
+  // The NAT variant: a behind a source NAT; b knows it by the NAT's address.
+  if (nat) m.natBehind(a, NAT_OUTSIDE, 40000);
   const child = { lifetimeMs: 600_000, rekeyMarginMs: 120_000, mode: v.mode, espProposals: [v.esp] };
   const over: Partial<PeerPolicy> = { start: 'none', dpdAction: 'clear', ikeProposals: [v.ike] };
   a.manager.setPeer(peerPolicy(a, b, over, child));
-  b.manager.setPeer(peerPolicy(b, a, over, child));
+  b.manager.setPeer(peerPolicy(b, nat ? { name: 'a', addr: NAT_OUTSIDE } : a, over, child));
 
   const wantExchange: Record<string, number> = {
     init: EXCHANGE.IKE_SA_INIT,
@@ -195,8 +204,9 @@ async function runCase(
       return true;
     }
     how = out.how;
-    m.queue.push({ ...w, data: out.data });
-    return false;
+    // Sent in place of the original (through the NAT, in the NAT variant).
+    w.data = out.data;
+    return true;
   };
 
   await a.manager.initiate('b').catch(() => {});
@@ -207,7 +217,8 @@ async function runCase(
   const variantSeen =
     first?.suite?.encr.id === v.ike.encr[0]!.id &&
     firstChild?.suite.encr.id === v.esp.encr[0]!.id &&
-    firstChild.mode === v.mode;
+    firstChild.mode === v.mode &&
+    first.nat.local === nat;
   if (!armed && (target.startsWith('init') || target.startsWith('auth'))) {
     // The handshake itself was the target: let retransmissions and timeouts run.
   } else {
@@ -248,6 +259,9 @@ async function runCase(
   await m.advance(HEAL_MS, 2000);
   problems.push(...childrenAgree(a, b).map((p) => `after the next rekeys: ${p}`));
   problems.push(...(await kernelConsistent(a)), ...(await kernelConsistent(b)));
+  // Behind the NAT every pair stays encapsulated (a mutated IKE_SA_INIT may hide the NAT: its NAT-D is gone).
+  if (nat && !target.startsWith('init'))
+    problems.push(...(await encapProblems('a', a.kernel)), ...(await encapProblems('b', b.kernel)));
   problems.push(...escaped(a), ...escaped(b));
   // Still usable: a fresh IKE SA with its Child SA forms between the two.
   await Promise.all([a.manager.terminate('b'), b.manager.terminate('a')]).catch(() => {});

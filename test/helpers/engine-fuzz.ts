@@ -112,11 +112,16 @@ export interface HeldChild {
   key?: string;
 }
 
-/** Every ESP SA in the node's kernel belongs to a Child SA its engine holds; installed ones have both of their SAs. */
+/**
+ * Every ESP SA in the node's kernel belongs to a Child SA its engine holds; installed ones
+ * have both of their SAs. With `larvalOk` (an exchange is under way that reserved an SPI)
+ * SPIs reserved but not keyed yet are not counted.
+ */
 export async function kernelProblems(
   name: string,
   kernel: MemoryKernel,
   held: readonly HeldChild[],
+  larvalOk = false,
 ): Promise<string[]> {
   const problems: string[] = [];
   const known = new Set<string>();
@@ -127,8 +132,11 @@ export async function kernelProblems(
   }
   const inKernel = await kernel.listSas();
   const have = new Set(inKernel.map((s) => `${s.dst}|${s.spi}`));
+  // (A memory kernel's larval SA, from allocSpi, has an empty cipher name.)
+  const keyed = (s: (typeof inKernel)[number]) =>
+    ('crypt' in s.algorithms && s.algorithms.crypt.name !== '') || 'aead' in s.algorithms;
   for (const s of inKernel)
-    if (!known.has(`${s.dst}|${s.spi}`))
+    if (!known.has(`${s.dst}|${s.spi}`) && !(larvalOk && !keyed(s)))
       problems.push(`${name}: kernel SA ${s.dst} spi ${s.spi} belongs to no Child SA`);
   for (const { child: c, local, remote } of held) {
     if (c.state !== 'installed') continue;
@@ -175,4 +183,11 @@ export function escapedErrors(node: { name: string; events: readonly EngineEvent
           .slice(0, 3)
           .join(' | ')}`,
     );
+}
+
+/** Behind a NAT every ESP SA must be UDP-encapsulated (RFC 3948): one that is not carries nothing through it. */
+export async function encapProblems(name: string, kernel: MemoryKernel): Promise<string[]> {
+  return (await kernel.listSas())
+    .filter((s) => !s.encap)
+    .map((s) => `${name}: kernel SA ${s.dst} spi ${s.spi} is not UDP-encapsulated although the peers are behind a NAT`);
 }
