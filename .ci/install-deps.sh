@@ -6,7 +6,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(iproute2 nftables iputils-ping tshark qemu-system-x86 busybox-static
       strongswan-charon strongswan-swanctl libcharon-extra-plugins
-      libstrongswan-extra-plugins strongswan-pki xz-utils cpio)
+      libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki
+      xz-utils cpio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
