@@ -38,6 +38,12 @@ export interface ChildSa {
   minNonce: Buffer;
   /** Set on the old SA once a rekey replaced it. */
   replacedBy?: string;
+  /**
+   * Where the outbound SA is, when not at the IKE SA's remote address: the peer's NAT
+   * mapping moved to another address, so the pair is re-keyed there, and this one's
+   * outbound SA goes from here when it goes.
+   */
+  outDst?: string;
   /** Whether we initiated the exchange that created it (IKEv1: who deletes a crossing-streams duplicate). */
   initiator?: boolean;
   timers: { rekey?: Timer; expire?: Timer };
@@ -190,7 +196,7 @@ export async function uninstallChild(
 ): Promise<void> {
   for (const id of [
     { dst: local.addr, spi: child.spiIn, proto: 'esp' as const },
-    { dst: remote.addr, spi: child.spiOut, proto: 'esp' as const },
+    { dst: child.outDst ?? remote.addr, spi: child.spiOut, proto: 'esp' as const },
   ]) {
     if (!id.spi) continue;
     try {

@@ -715,11 +715,31 @@ export class Ikev2Manager implements IkeSaHost {
   private wire(sa: IkeSa): void {
     this.bySpi.set(key(sa.ourSpi), sa);
     this.indexSa(sa);
-    sa.onRemoteMoved = () => void sa.queue.run(() => this.followNatMapping(sa));
+    sa.onRemoteMoved = (old) => void sa.queue.run(() => this.followNatMapping(sa, old));
   }
 
-  /** Re-points outbound ESP-in-UDP SAs at the peer's new NAT mapping. */
-  private async followNatMapping(sa: IkeSa): Promise<void> {
+  /**
+   * Re-points outbound ESP-in-UDP SAs at the peer's new NAT mapping. A new port is an
+   * update of each outbound SA. A new address is more (the kernel keys an SA by its
+   * destination, and tunnel policies name the endpoints): each pair is re-keyed, make
+   * before break, so the new one is installed at the new address with its policies, and
+   * the old one goes from where it is.
+   */
+  private async followNatMapping(sa: IkeSa, old: Endpoint): Promise<void> {
+    if (old.addr !== sa.remote.addr) {
+      const children = [...sa.children.values()].filter((c) => c.state === 'installed' || c.state === 'rekeying');
+      this.env.log.info("peer's NAT address changed: re-keying its Child SAs at the new address", {
+        peer: sa.peerName,
+        from: old.addr,
+        to: sa.remote.addr,
+        children: children.length,
+      });
+      for (const c of children) {
+        c.outDst ??= old.addr;
+        if (c.state === 'installed') await sa.rekeyChild(c);
+      }
+      return;
+    }
     for (const c of sa.children.values()) {
       if (!c.encap || c.state === 'destroyed') continue;
       try {

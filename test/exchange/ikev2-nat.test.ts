@@ -41,6 +41,37 @@ describe('IKEv2 NAT traversal', () => {
     expect(keepalives.every((w) => w.from.addr === '10.0.0.1')).toBe(true);
   });
 
+  it('follows a NAT mapping that moves to another address: each Child SA is re-keyed there, nothing stays at the old one', async () => {
+    const { m, a, b } = natPair();
+    await a.manager.initiate('b');
+    await m.settle();
+    const [sb] = b.manager.established('a');
+    const [oldB] = [...sb!.children.values()];
+    // The NAT now maps a to another public address.
+    m.natBehind(a, '203.0.113.77', 50000);
+    const [sa] = a.manager.established('b');
+    const alive = sa!.probe();
+    await m.settle();
+    expect(await alive).toBe('alive');
+    await m.advance(5000, 500);
+    expect(sb?.remote).toEqual({ addr: '203.0.113.77', port: 50000 });
+    // One pair on each side, the new one, the same on both.
+    const liveB = [...sb!.children.values()].filter((c) => c.state === 'installed');
+    const liveA = [...sa!.children.values()].filter((c) => c.state === 'installed');
+    expect(liveB).toHaveLength(1);
+    expect(liveA).toHaveLength(1);
+    expect(liveB[0]).not.toBe(oldB);
+    expect(liveB[0]?.spiOut).toBe(liveA[0]?.spiIn);
+    // b's kernel: the outbound SA and the tunnel's outbound policy at the new address; nothing at the old one.
+    const kb = await b.kernel.listSas();
+    expect(kb.filter((s) => s.dst === '203.0.113.9')).toEqual([]);
+    expect(kb.find((s) => s.spi === liveB[0]?.spiOut)).toMatchObject({ dst: '203.0.113.77', encap: { dport: 50000 } });
+    const out = (await b.kernel.listPolicies()).filter((p) => p.dir === 'out' && p.templates.length > 0);
+    expect(out.length).toBeGreaterThan(0);
+    expect(out.every((p) => p.templates[0]?.dst === '203.0.113.77')).toBe(true);
+    expect(b.events.some((e) => e.type === 'kernel.error')).toBe(false);
+  });
+
   it("transport mode, b configured with a's NAT address (a 1:1 NAT): a's private selector is taken as the NAT's, both ways (RFC 7296 2.23.1)", async () => {
     const m = new Mesh();
     const a = m.add('a', '10.0.0.1');
