@@ -50,6 +50,8 @@ export interface IsakmpSaHost {
   onIsakmpDeleted(sa: IsakmpSa): Promise<void>;
   /** Time to replace this ISAKMP SA (soft lifetime). */
   onIsakmpRekeyDue(sa: IsakmpSa): void;
+  /** The peer's NAT mapping moved (an authentic message from a new address or port): move the phase 2 SAs. */
+  onRemoteMoved?(sa: IsakmpSa, old: Endpoint): void;
   /** Unauthenticated INVALID-COOKIE (`notify`) for this established SA: the peer may have lost its state. */
   onLostStateHint?(sa: IsakmpSa, notify: string): void;
   /** Whether INITIAL-CONTACT should accompany the first ISAKMP SA to this peer. */
@@ -358,6 +360,31 @@ export class IsakmpSa {
     // What we sent before this message was the request it answers: never replay that.
     f.sent = undefined;
     this.lastInboundAt = this.env.clock.now();
+    this.followPeer();
+  }
+
+  /** Where the message being handled came from (set by the manager while it handles one). */
+  inboundFrom: Endpoint | undefined;
+
+  /**
+   * Behind a NAT, an authentic message from another address or port is the peer's new NAT
+   * mapping: IKE follows it at once, the host moves the phase 2 SAs (as IKEv2 does, RFC 7296
+   * 2.23; RFC 3947 leaves it open).
+   */
+  private followPeer(): void {
+    const from = this.inboundFrom;
+    if (!from || !this.isUp || (!this.nat.local && !this.nat.remote)) return;
+    if (from.addr === this.remote.addr && from.port === this.remote.port) return;
+    const old = this.remote;
+    this.remote = { ...from };
+    this.env.emit({
+      type: 'nat.mapping',
+      version: 1,
+      peer: this.peerName,
+      from: `${old.addr}:${old.port}`,
+      to: `${from.addr}:${from.port}`,
+    });
+    this.host.onRemoteMoved?.(this, old);
   }
 
   /** A byte-identical copy of the last message received in this exchange: replay our answer. */

@@ -102,6 +102,44 @@ describe('IKEv1 NAT traversal (RFC 3947/3948)', () => {
     expect(a.events.some((e) => e.type === 'child.refused')).toBe(false);
   });
 
+  it("follows the peer's NAT mapping after an authentic message: a new port updates the outbound SA, a new address re-keys the pair there", async () => {
+    const m = new V1Mesh();
+    const a = m.add('a', '10.0.0.1');
+    const b = m.add('b', '10.0.0.2');
+    m.pair({ dpdDelayMs: 0 }, { mode: 'tunnel' });
+    m.natBehind(a, '198.51.100.7', 40000);
+    await a.manager.initiate('b');
+    await m.settle();
+    const [sa] = a.manager.established('b');
+    const [sb] = b.manager.established('a');
+    // The NAT forgets its mappings: a's next message (a DPD) arrives from a new port.
+    m.rebindNat(a, 41000);
+    let alive = sa!.probe!();
+    await m.settle();
+    expect(await alive).toBe('alive');
+    expect(sb?.remote).toEqual({ addr: '198.51.100.7', port: 41000 });
+    const [first] = installedChildren(b, 'a');
+    expect((await b.kernel.listSas()).find((s) => s.spi === first?.spiOut)?.encap?.dport).toBe(41000);
+    // The NAT maps a to another address: the pair is re-keyed there.
+    m.natBehind(a, '198.51.100.99', 42000);
+    alive = sa!.probe!();
+    await m.settle();
+    expect(await alive).toBe('alive');
+    await m.advance(5000, 500);
+    expect(sb?.remote).toEqual({ addr: '198.51.100.99', port: 42000 });
+    const live = installedChildren(b, 'a');
+    expect(live).toHaveLength(1);
+    expect(live[0]).not.toBe(first);
+    expect(installedChildren(a, 'b').map((c) => c.spiIn)).toEqual([live[0]?.spiOut]);
+    const kb = await b.kernel.listSas();
+    expect(kb.filter((s) => s.dst === '198.51.100.7')).toEqual([]);
+    expect(kb.find((s) => s.spi === live[0]?.spiOut)).toMatchObject({ dst: '198.51.100.99', encap: { dport: 42000 } });
+    const out = (await b.kernel.listPolicies()).filter((p) => p.dir === 'out' && p.templates.length > 0);
+    expect(out.length).toBeGreaterThan(0);
+    expect(out.every((p) => p.templates[0]?.dst === '198.51.100.99')).toBe(true);
+    expect(b.events.filter((e) => e.type === 'nat.mapping')).toHaveLength(2);
+  });
+
   it('tunnel mode under NAT: no NAT-OA, so no encap OA', async () => {
     const m = new V1Mesh();
     const a = m.add('a', '10.0.0.1');
