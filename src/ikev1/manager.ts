@@ -1,9 +1,10 @@
-import { type ChildSa, destroyChildSecrets, outboundSaSpec, spiHex, uninstallChild } from '../ikev2/child-sa.js';
+import { type ChildSa, destroyChildSecrets, spiHex, uninstallChild } from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import { localIdentity } from '../ikev2/exchanges/auth-pubkey.js';
 import { type PeerRuntime, restartBackoff } from '../ikev2/peer-runtime.js';
 import { PolicyBook } from '../ikev2/policy-book.js';
 import { type Identity, sameIdentity } from '../sa/identity.js';
+import { followNatMapping } from '../sa/ike-sa-common.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { ChildPolicy, PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
@@ -844,43 +845,10 @@ export class Ikev1Manager implements IsakmpSaHost {
     }
   }
 
-  /**
-   * The peer's NAT mapping moved. A new port is an update of each outbound ESP-in-UDP SA. A
-   * new address is more (the kernel keys an SA by its destination, tunnel policies name the
-   * endpoints): each pair is re-keyed, make before break, so the new one is installed at the
-   * new address, and the old one goes from where it is.
-   */
+  /** The peer's NAT mapping moved (see `followNatMapping`). */
   onRemoteMoved(sa: IsakmpSa, old: Endpoint): void {
     void sa.queue.run(async () => {
-      if (!sa.isUp) return;
-      const children = [...sa.children.values()].filter((c) => c.state === 'installed' || c.state === 'rekeying');
-      if (old.addr !== sa.remote.addr) {
-        this.env.log.info("peer's NAT address changed: re-keying its phase 2 SAs at the new address", {
-          peer: sa.peerName,
-          from: old.addr,
-          to: sa.remote.addr,
-          children: children.length,
-        });
-        for (const c of children) {
-          c.outDst ??= old.addr;
-          if (c.state === 'installed' && !c.replacedBy) await sa.rekeyChild?.(c);
-        }
-        return;
-      }
-      for (const c of children) {
-        if (!c.encap) continue;
-        await this.env.kernel
-          .updateSa(outboundSaSpec(c, sa.local, sa.remote))
-          .catch((err) =>
-            this.env.emit({
-              type: 'kernel.error',
-              version: 1,
-              peer: sa.peerName,
-              op: 'update-sa-nat',
-              message: String(err),
-            }),
-          );
-      }
+      if (sa.isUp) await followNatMapping(sa, old, (c) => sa.rekeyChild?.(c), 1);
     });
   }
 

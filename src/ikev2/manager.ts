@@ -3,6 +3,7 @@ import type { SaInfo } from '../kernel/types.js';
 import { DEFAULT_OWNERSHIP } from '../kernel/xfrm/ownership.js';
 import type { Identity } from '../sa/identity.js';
 import { sameIdentity } from '../sa/identity.js';
+import { followNatMapping } from '../sa/ike-sa-common.js';
 import { PeerSupervisor } from '../sa/peer-supervision.js';
 import type { PeerPolicy } from '../sa/policy.js';
 import type { IkeProposalSpec } from '../sa/proposal.js';
@@ -29,7 +30,6 @@ import {
   restoreCheckpoint,
   snapshotManager,
 } from './checkpoint.js';
-import { outboundSaSpec } from './child-sa.js';
 import { CookieJar } from './cookies.js';
 import type { Endpoint, EngineEnv } from './env.js';
 import { IkeAuthTask } from './exchanges/ike-auth.js';
@@ -715,39 +715,7 @@ export class Ikev2Manager implements IkeSaHost {
   private wire(sa: IkeSa): void {
     this.bySpi.set(key(sa.ourSpi), sa);
     this.indexSa(sa);
-    sa.onRemoteMoved = (old) => void sa.queue.run(() => this.followNatMapping(sa, old));
-  }
-
-  /**
-   * Re-points outbound ESP-in-UDP SAs at the peer's new NAT mapping. A new port is an
-   * update of each outbound SA. A new address is more (the kernel keys an SA by its
-   * destination, and tunnel policies name the endpoints): each pair is re-keyed, make
-   * before break, so the new one is installed at the new address with its policies, and
-   * the old one goes from where it is.
-   */
-  private async followNatMapping(sa: IkeSa, old: Endpoint): Promise<void> {
-    if (old.addr !== sa.remote.addr) {
-      const children = [...sa.children.values()].filter((c) => c.state === 'installed' || c.state === 'rekeying');
-      this.env.log.info("peer's NAT address changed: re-keying its Child SAs at the new address", {
-        peer: sa.peerName,
-        from: old.addr,
-        to: sa.remote.addr,
-        children: children.length,
-      });
-      for (const c of children) {
-        c.outDst ??= old.addr;
-        if (c.state === 'installed') await sa.rekeyChild(c);
-      }
-      return;
-    }
-    for (const c of sa.children.values()) {
-      if (!c.encap || c.state === 'destroyed') continue;
-      try {
-        await this.env.kernel.updateSa(outboundSaSpec(c, sa.local, sa.remote));
-      } catch (err) {
-        this.env.emit({ type: 'kernel.error', peer: sa.peerName, op: 'update-sa-nat', message: String(err) });
-      }
-    }
+    sa.onRemoteMoved = (old) => void sa.queue.run(() => followNatMapping(sa, old, (c) => sa.rekeyChild(c)));
   }
 
   /** Half-open responder SAs per source address (the per-address limit). */

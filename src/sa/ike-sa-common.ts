@@ -1,4 +1,11 @@
-import { type ChildSa, destroyChildSecrets, inboundEspSeen, spiHex, uninstallChild } from '../ikev2/child-sa.js';
+import {
+  type ChildSa,
+  destroyChildSecrets,
+  inboundEspSeen,
+  outboundSaSpec,
+  spiHex,
+  uninstallChild,
+} from '../ikev2/child-sa.js';
 import type { Endpoint, EngineEnv } from '../ikev2/env.js';
 import type { PolicyBook } from '../ikev2/policy-book.js';
 import type { Timer } from '../util/clock.js';
@@ -99,4 +106,41 @@ export async function removeChild(sa: CommonSa, c: ChildSa, reason: string): Pro
   destroyChildSecrets(c);
   sa.children.delete(c.uid);
   sa.transitionChild(c, 'destroyed', reason);
+}
+
+/**
+ * The peer's NAT mapping moved: an authentic message came from `sa.remote`, before from
+ * `old`. A new port is an update of each outbound ESP-in-UDP SA. A new address is more (the
+ * kernel keys an SA by its destination, and tunnel policies name the endpoints): each pair
+ * is re-keyed with `rekey`, make before break, so the new one is installed at the new
+ * address with its policies, and the old one goes from where it is (`outDst`).
+ */
+export async function followNatMapping(
+  sa: CommonSa,
+  old: Endpoint,
+  rekey: (c: ChildSa) => Promise<void> | undefined,
+  version?: 1,
+): Promise<void> {
+  const children = [...sa.children.values()].filter((c) => c.state !== 'destroyed');
+  if (old.addr !== sa.remote.addr) {
+    sa.env.log.info("peer's NAT address changed: re-keying its Child SAs at the new address", {
+      peer: sa.peerName,
+      from: old.addr,
+      to: sa.remote.addr,
+    });
+    for (const c of children) {
+      c.outDst ??= old.addr;
+      if (c.state === 'installed' && !c.replacedBy) await rekey(c);
+    }
+    return;
+  }
+  for (const c of children) {
+    if (!c.encap) continue;
+    try {
+      await sa.env.kernel.updateSa(outboundSaSpec(c, sa.local, sa.remote));
+    } catch (err) {
+      const ev = { type: 'kernel.error', peer: sa.peerName, op: 'update-sa-nat', message: String(err) };
+      sa.env.emit(version ? { ...ev, version } : ev);
+    }
+  }
 }
