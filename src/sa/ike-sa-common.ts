@@ -135,7 +135,8 @@ export async function followNatMapping(
     return;
   }
   for (const c of children) {
-    if (!c.encap) continue;
+    // A pair left at an earlier address (its re-key will delete it there) is not moved.
+    if (!c.encap || c.outDst !== undefined) continue;
     try {
       await sa.env.kernel.updateSa(outboundSaSpec(c, sa.local, sa.remote));
     } catch (err) {
